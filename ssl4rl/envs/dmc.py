@@ -1,0 +1,189 @@
+"""dm_control suite tasks as gymnasium environments, from pixels or from true state.
+
+Rendering uses one ``mujoco.Renderer`` per env with shadows, reflections and
+multisampling off (``fast_render=True``, the default), which is an order of
+magnitude faster than dm_control's ``physics.render`` on a CPU.
+Frames are rendered once per agent step (after the action repeat), never per
+physics step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ssl4rl._gl import gl_error_message
+from ssl4rl.errors import UserError
+
+_LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
+_ATEXIT_REGISTERED = False
+
+
+def _close_live_renderers() -> None:
+    # Free GL contexts before mujoco's own atexit hook terminates the EGL display;
+    # otherwise interpreter shutdown prints EGL_NOT_INITIALIZED tracebacks.
+    for r in list(_LIVE_RENDERERS):
+        r.close()
+
+
+def flatten_observation(obs: dict[str, Any]) -> np.ndarray:
+    """Concatenate a dm_control observation dict into one float32 vector."""
+    return np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in obs.values()])
+
+
+class FastRenderer:
+    """An offscreen MuJoCo renderer for one camera at one size.
+
+    ``fast=True`` switches off shadows, reflections and multisampling.
+    """
+
+    def __init__(self, physics: Any, size: int, camera: int, fast: bool = True) -> None:
+        import mujoco
+
+        model = physics.model.ptr
+        if fast:
+            model.vis.quality.offsamples = 0  # must be set before the GL context exists
+        try:
+            self._renderer = mujoco.Renderer(model, size, size)
+        except Exception as e:  # EGL/OSMesa missing or broken
+            raise UserError(gl_error_message(e)) from None
+        if fast:
+            flags = self._renderer.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 1
+        self._data = physics.data.ptr
+        self._camera = camera
+        _LIVE_RENDERERS.add(self)
+        global _ATEXIT_REGISTERED
+        if not _ATEXIT_REGISTERED:  # after mujoco.egl registered its hook, so ours runs first
+            atexit.register(_close_live_renderers)
+            _ATEXIT_REGISTERED = True
+
+    def render(self) -> np.ndarray:
+        """Return an (H, W, 3) uint8 frame of the current physics state."""
+        self._renderer.update_scene(self._data, camera=self._camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        """Free the GL context (safe to call twice)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        _LIVE_RENDERERS.discard(self)
+
+
+class DMCEnv(gym.Env):
+    """A dm_control suite task with a gymnasium API.
+
+    Observations are uint8 ``(3 * frame_stack, size, size)`` channels-first frames
+    (``obs_type='pixels'``) or the flattened dm_control observation
+    (``obs_type='state'``). ``info['state']`` always holds the flattened
+    observation, ``info['physics']`` the full MuJoCo state (qpos, qvel, act).
+    One ``step`` is one agent step = ``action_repeat`` environment steps.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        domain: str,
+        task: str,
+        action_repeat: int = 1,
+        image_size: int = 84,
+        camera: int = 0,
+        frame_stack: int = 3,
+        obs_type: str = "pixels",
+        fast_render: bool = True,
+        seed: int | None = None,
+        render_mode: str | None = "rgb_array",
+    ) -> None:
+        from dm_control import suite
+
+        if obs_type not in ("pixels", "state"):
+            raise UserError(f"unknown obs_type '{obs_type}'; valid: pixels, state")
+        if image_size < 16 or frame_stack < 1 or action_repeat < 1:
+            raise UserError(
+                f"need image_size>=16, frame_stack>=1, action_repeat>=1 "
+                f"(got {image_size}, {frame_stack}, {action_repeat})"
+            )
+        self.domain, self.task_name = domain, task
+        self.action_repeat = int(action_repeat)
+        self.image_size = int(image_size)
+        self.camera = int(camera)
+        self.frame_stack = int(frame_stack)
+        self.obs_type = obs_type
+        self.fast_render = fast_render
+        self.render_mode = render_mode
+        self._seed = seed
+        self._env = suite.load(domain, task, task_kwargs={"random": seed})
+        self._renderer: FastRenderer | None = None
+        self._frames: deque[np.ndarray] = deque(maxlen=self.frame_stack)
+
+        spec = self._env.action_spec()
+        self.action_space = gym.spaces.Box(
+            spec.minimum.astype(np.float32), spec.maximum.astype(np.float32), dtype=np.float32
+        )
+        state_dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+        self.state_dim = state_dim
+        if obs_type == "pixels":
+            shape = (3 * self.frame_stack, self.image_size, self.image_size)
+            self.observation_space = gym.spaces.Box(0, 255, shape, dtype=np.uint8)
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (state_dim,), dtype=np.float32)
+
+    @property
+    def physics(self) -> Any:
+        """The dm_control physics of the task."""
+        return self._env.physics
+
+    def render(self) -> np.ndarray:
+        """The current frame as (H, W, 3) uint8."""
+        if self._renderer is None:
+            self._renderer = FastRenderer(self.physics, self.image_size, self.camera, self.fast_render)
+        return self._renderer.render()
+
+    def _observe(self, time_step: Any, reset: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        state = flatten_observation(time_step.observation)
+        info = {"state": state, "physics": self.physics.get_state().copy()}
+        if self.obs_type == "state":
+            return state, info
+        frame = self.render().transpose(2, 0, 1)
+        if reset:
+            self._frames.extend([frame] * self.frame_stack)
+        else:
+            self._frames.append(frame)
+        return np.concatenate(self._frames, axis=0), info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._env.task._random = np.random.RandomState(seed)
+        time_step = self._env.reset()
+        return self._observe(time_step, reset=True)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = np.asarray(action, dtype=np.float64)
+        reward = 0.0
+        for _ in range(self.action_repeat):
+            time_step = self._env.step(action)
+            reward += time_step.reward or 0.0
+            if time_step.last():
+                break
+        obs, info = self._observe(time_step, reset=False)
+        last = time_step.last()
+        terminated = bool(last and time_step.discount == 0.0)
+        info["discount"] = float(time_step.discount)
+        return obs, float(reward), terminated, bool(last and not terminated), info
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
