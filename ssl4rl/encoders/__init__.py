@@ -1,0 +1,27 @@
+"""Encoders and the contract every part of ssl4rl uses (see ``ssl4rl.encoders.base``)."""
+
+from ssl4rl.encoders import conv as _conv  # noqa: F401  (registers 'conv')
+from ssl4rl.encoders import vit as _vit  # noqa: F401  (registers 'vit')
+from ssl4rl.encoders.base import (
+    ARCHS,
+    Encoder,
+    build_encoder,
+    encoder_meta,
+    load_encoder,
+    register_arch,
+    save_encoder,
+)
+from ssl4rl.encoders.conv import ConvEncoder
+from ssl4rl.encoders.vit import ViTEncoder
+
+__all__ = [
+    "ARCHS",
+    "ConvEncoder",
+    "Encoder",
+    "ViTEncoder",
+    "build_encoder",
+    "encoder_meta",
+    "load_encoder",
+    "register_arch",
+    "save_encoder",
+]

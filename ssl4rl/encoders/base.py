@@ -1,0 +1,175 @@
+"""The encoder contract that pretraining, agents, world models and evaluation share.
+
+- input: uint8 frames ``(N, 3, H, W)`` (any H, W: they are resized to ``image_size``)
+- output: float features ``(N, feature_dim)``
+- save: ``save_encoder(enc, dir)`` writes ``encoder.safetensors`` and
+  ``encoder.json`` (architecture + kwargs, image size, normalisation, method)
+- load: ``load_encoder(dir)`` rebuilds the module and loads the weights.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ssl4rl.errors import UserError
+from ssl4rl.utils import atomic_path, read_json, write_json
+
+FORMAT = "ssl4rl.encoder/1"
+WEIGHTS, META = "encoder.safetensors", "encoder.json"
+
+
+class Encoder(nn.Module, abc.ABC):
+    """Base class: maps uint8 frames (N,3,H,W) to features (N, feature_dim).
+
+    Subclasses set ``arch``, ``feature_dim`` and implement ``forward_features``
+    on normalised float images of size ``image_size``; ``config()`` returns
+    the kwargs that rebuild them.
+    """
+
+    arch: ClassVar[str]
+    feature_dim: int
+
+    def __init__(
+        self,
+        image_size: int,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+    ) -> None:
+        super().__init__()
+        self.image_size = int(image_size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def config(self) -> dict[str, Any]:
+        """Constructor kwargs that rebuild this encoder (saved in the metadata)."""
+        return {"image_size": self.image_size, "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Set the per-channel mean/std applied to frames scaled to [0, 1]."""
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N,3,H,W) -> normalised float (N,3,image_size,image_size)."""
+        x = frames.to(self.mean.device, non_blocking=True).float().div_(255.0)
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+        return (x - self.mean) / self.std
+
+    @abc.abstractmethod
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float images (N,3,S,S) -> features (N, feature_dim)."""
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (N,3,H,W) -> features (N, feature_dim)."""
+        return self.forward_features(self.preprocess(frames))
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor | np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """Features of many frames in eval mode, in batches, returned on the CPU."""
+        was_training = self.training
+        self.eval()
+        frames = torch.as_tensor(frames)
+        out = [self(chunk).float().cpu() for chunk in frames.split(batch_size)]
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, self.feature_dim)
+
+
+ARCHS: dict[str, type[Encoder]] = {}
+
+
+def register_arch(cls: type[Encoder]) -> type[Encoder]:
+    """Class decorator adding an encoder architecture to ``ARCHS``."""
+    ARCHS[cls.arch] = cls
+    return cls
+
+
+def build_encoder(arch: str, **kwargs: Any) -> Encoder:
+    """Instantiate a registered architecture, e.g. ``build_encoder('vit', image_size=64)``."""
+    if arch not in ARCHS:
+        raise UserError(f"unknown encoder architecture '{arch}'; valid names: {', '.join(sorted(ARCHS))}")
+    try:
+        return ARCHS[arch](**kwargs)
+    except TypeError as e:
+        raise UserError(f"bad options for encoder architecture '{arch}': {e}") from None
+
+
+def save_encoder(encoder: Encoder, path: str | Path, method: str = "none", **extra: Any) -> Path:
+    """Save weights (safetensors) and metadata (JSON) into folder ``path``; returns it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    meta = {
+        "format": FORMAT,
+        "arch": encoder.arch,
+        "kwargs": encoder.config(),
+        "image_size": encoder.image_size,
+        "feature_dim": encoder.feature_dim,
+        "input": "uint8 (N,3,H,W) RGB, resized to image_size",
+        "normalization": {
+            "scale": 1 / 255,
+            "mean": encoder.mean.flatten().tolist(),
+            "std": encoder.std.flatten().tolist(),
+        },
+        "method": method,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        **extra,
+    }
+    write_json(path / META, meta)
+    return path
+
+
+def encoder_meta(path: str | Path) -> dict[str, Any]:
+    """Read and check an encoder's metadata (``path`` is the folder or one of its files)."""
+    folder = _folder(path)
+    meta = read_json(folder / META)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{folder / META}: not an ssl4rl encoder metadata file (format != {FORMAT})")
+    return meta
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu", arch: str | None = None) -> Encoder:
+    """Rebuild an encoder saved by ``save_encoder``; ``arch`` optionally asserts its architecture."""
+    folder = _folder(path)
+    meta = encoder_meta(folder)
+    if arch is not None and meta["arch"] != arch:
+        raise UserError(f"{folder / META}: encoder architecture is '{meta['arch']}', expected '{arch}'")
+    encoder = build_encoder(meta["arch"], **meta["kwargs"])
+    weights = folder / WEIGHTS
+    try:
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise UserError(f"{weights}: weights file not found") from None
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{weights}: unreadable safetensors file ({e})") from None
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).split("\n")[0:2]
+        raise UserError(
+            f"{weights}: weights do not fit architecture '{meta['arch']}' "
+            f"({' '.join(s.strip() for s in first)[:300]})"
+        ) from None
+    return encoder.to(device).eval()
+
+
+def _folder(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_file() or path.suffix in (".json", ".safetensors"):
+        path = path.parent
+    if not path.exists():
+        raise UserError(f"{path}: encoder not found (expected a folder with {META} and {WEIGHTS})")
+    return path
