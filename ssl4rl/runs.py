@@ -11,20 +11,23 @@ from ssl4rl.errors import UserError
 from ssl4rl.utils import write_text
 
 log = logging.getLogger("ssl4rl")
+_BOOKKEEPING = {"config.yaml", "log.txt"}  # a folder with only these holds no results yet
 
 
 def prepare_run_dir(out: str | Path, config_yaml: str = "", resume_file: str | None = None) -> tuple[Path, bool]:
     """Create ``out`` for a new run, or reopen it to resume if it holds ``resume_file``.
 
-    Refuses (one-line UserError) a non-empty folder that is not resumable, so a
-    run never overwrites another run's outputs. Returns (folder, resuming).
+    Refuses (one-line UserError) a folder holding another run's outputs unless it
+    is resumable, so a run never overwrites earlier results; a folder left with
+    only config.yaml/log.txt by a run that failed at once is reused.
+    Returns (folder, resuming).
     """
     out = Path(out)
     resuming = False
     if out.exists():
         if not out.is_dir():
             raise UserError(f"out={out} is a file; choose a folder that does not exist yet")
-        if any(out.iterdir()):
+        if {p.name for p in out.iterdir()} - _BOOKKEEPING:  # outputs of an earlier run
             if resume_file and (out / resume_file).exists():
                 resuming = True
             else:
@@ -32,7 +35,7 @@ def prepare_run_dir(out: str | Path, config_yaml: str = "", resume_file: str | N
                     f"out={out} already holds an earlier run; choose a new out= (nothing there was changed)"
                 )
     out.mkdir(parents=True, exist_ok=True)
-    if config_yaml and not (out / "config.yaml").exists():
+    if config_yaml and not resuming:
         write_text(out / "config.yaml", config_yaml)
     setup_logging(out / "log.txt")
     return out, resuming

@@ -1,0 +1,109 @@
+"""The harness every entry script uses: Hydra app + one-line errors for bad input."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ssl4rl.errors import UserError
+
+_PASS_THROUGH = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "--run")
+
+
+def run_app(script: str, config_name: str, task: Callable[[Any], Any]) -> None:
+    """Run ``task(cfg)`` as a Hydra app using ``<repo>/configs/<config_name>.yaml``.
+
+    Bad overrides (unknown group option or key, missing required value) and any
+    ``UserError`` raised by the task exit with status 2 and one line on stderr.
+    """
+    import hydra
+    from omegaconf import DictConfig
+
+    config_dir = (Path(script).resolve().parent.parent / "configs").resolve()
+    argv = sys.argv[1:]
+    if not any(a in _PASS_THROUGH or a.startswith("hydra.") for a in argv):
+        _guard(lambda: _prevalidate(config_dir, config_name, argv))
+
+    def main(cfg: DictConfig) -> None:
+        _guard(lambda: task(cfg))
+
+    hydra.main(config_path=str(config_dir), config_name=config_name, version_base=None)(main)()
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: outputs written so far are kept", file=sys.stderr)
+        sys.exit(130)
+
+
+def _prevalidate(config_dir: Path, config_name: str, argv: list[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise UserError(f"cannot read argument '{arg}'; overrides look like key=value, e.g. seed=1")
+        group = config_dir / key.lstrip("+~")
+        if group.is_dir() and "." not in key:
+            valid = sorted(p.stem for p in group.glob("*.yaml"))
+            if value not in valid:
+                raise UserError(f"unknown {key.lstrip('+~')} '{value}'; valid names: {', '.join(valid)}")
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            cfg = compose(config_name, overrides=argv)
+    except (HydraException, OmegaConfBaseException) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        valid = ", ".join(_valid_keys(config_dir, config_name))
+        raise UserError(f"{first} (settings: {valid})") from None
+    missing = _missing_keys(cfg)
+    if missing:
+        raise UserError(f"missing required setting {', '.join(missing)}; add e.g. {missing[0]}=<value>")
+
+
+def _missing_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Keys whose value is ``???`` (without resolving interpolations)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    out = []
+    for key in cfg.keys():
+        if key == "hydra":
+            continue
+        if OmegaConf.is_missing(cfg, key):
+            out.append(prefix + str(key))
+            continue
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            out += _missing_keys(node, f"{prefix}{key}.")
+    return out
+
+
+def _valid_keys(config_dir: Path, config_name: str) -> list[str]:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        cfg = compose(config_name)
+    return [k for k in cfg.keys() if k != "hydra"]
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A resolved plain-dict copy of a Hydra/OmegaConf config."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML text (saved as ``config.yaml`` in each run)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(cfg, resolve=True)
