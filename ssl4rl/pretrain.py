@@ -10,14 +10,13 @@ from typing import Any
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
 
 from ssl4rl.augment import random_shift
 from ssl4rl.data import FrameDataset, dataset_meta, load_split
 from ssl4rl.encoders import build_encoder, save_encoder
 from ssl4rl.runs import log
 from ssl4rl.ssl import build_method
-from ssl4rl.utils import atomic_path, resolve_device, seed_everything, write_json
+from ssl4rl.utils import atomic_path, progress_bar, resolve_device, seed_everything, write_json
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -89,7 +88,7 @@ def pretrain(
         f"{len(train)} frames ({len(train_eps)} episodes, {len(val_eps)} held out), device {dev}"
     )
     t0, logs = time.time(), {}
-    bar = tqdm(total=steps, initial=step, desc=f"pretrain {method}", unit="step", disable=not progress)
+    bar = progress_bar(total=steps, initial=step, desc=f"pretrain {method}", unit="step", disable=not progress)
     model.train()
     while step < steps:
         batch = train.sample(batch_size, gen).to(dev, non_blocking=True)

@@ -85,3 +85,14 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm bar; refreshes rarely when stderr is not a terminal (logs stay short)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", 30.0)
+    return tqdm(**kwargs)

@@ -129,8 +129,13 @@ class DMCEnv(gym.Env):
         self.action_space = gym.spaces.Box(
             spec.minimum.astype(np.float32), spec.maximum.astype(np.float32), dtype=np.float32
         )
-        state_dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
-        self.state_dim = state_dim
+        obs_spec = self._env.observation_spec()
+        self.state_names = [
+            f"{k}[{i}]" if int(np.prod(s.shape)) > 1 else k
+            for k, s in obs_spec.items()
+            for i in range(int(np.prod(s.shape)))
+        ]
+        state_dim = self.state_dim = len(self.state_names)
         if obs_type == "pixels":
             shape = (3 * self.frame_stack, self.image_size, self.image_size)
             self.observation_space = gym.spaces.Box(0, 255, shape, dtype=np.uint8)

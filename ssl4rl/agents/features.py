@@ -1,0 +1,115 @@
+"""Frozen encoders in SB3: feature caching per env step, and a features extractor.
+
+``FrozenFeatures`` is a ``VecEnvWrapper``: it encodes each new frame exactly
+once per environment step, keeps the features of the last ``frame_stack``
+frames, and hands the agent their concatenation. The replay buffer therefore
+stores small feature vectors, not images, and no update ever re-runs the
+encoder (the MVP recipe).
+
+``EncoderExtractor`` is the other seam: a ``BaseFeaturesExtractor`` that runs
+an ssl4rl encoder on stacked uint8 pixel observations inside the policy, for
+fine-tuning or plain SB3 code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from torch import nn
+
+from ssl4rl.encoders import Encoder
+
+
+class FrozenFeatures(VecEnvWrapper):
+    """Replace pixel observations (n, 3, H, W) by stacked frozen features (n, frame_stack * D)."""
+
+    def __init__(self, venv: VecEnv, encoder: Encoder, frame_stack: int = 3) -> None:
+        shape = venv.observation_space.shape
+        if shape is None or len(shape) != 3 or shape[0] != 3:
+            raise ValueError(f"FrozenFeatures needs single-frame pixel envs (3,H,W), got {shape}")
+        self.encoder = encoder.eval()
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.frame_stack, self.dim = frame_stack, encoder.feature_dim
+        space = gym.spaces.Box(-np.inf, np.inf, (frame_stack * self.dim,), dtype=np.float32)
+        super().__init__(venv, observation_space=space)
+        self._stack = np.zeros((venv.num_envs, frame_stack, self.dim), dtype=np.float32)
+        self.last_frames: np.ndarray | None = None  # newest raw frames, for videos
+        self.frames_encoded = 0
+
+    @torch.inference_mode()
+    def _encode(self, frames: np.ndarray) -> np.ndarray:
+        self.frames_encoded += len(frames)
+        return self.encoder(torch.from_numpy(np.ascontiguousarray(frames))).float().cpu().numpy()
+
+    def _obs(self) -> np.ndarray:
+        return self._stack.reshape(self.num_envs, -1).copy()
+
+    def reset(self) -> np.ndarray:
+        frames = self.venv.reset()
+        self.last_frames = frames
+        self._stack[:] = self._encode(frames)[:, None]
+        return self._obs()
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        frames, rewards, dones, infos = self.venv.step_wait()
+        self.last_frames = frames
+        done_idx = np.flatnonzero(dones)
+        terminal = [infos[i]["terminal_observation"] for i in done_idx if "terminal_observation" in infos[i]]
+        feats = self._encode(frames if not terminal else np.concatenate([frames, np.stack(terminal)]))
+        new, term_feats = feats[: self.num_envs], feats[self.num_envs :]
+        self._stack = np.roll(self._stack, -1, axis=1)
+        self._stack[:, -1] = new
+        if len(term_feats):  # bootstrapping needs the stacked features of the last real frame
+            for j, i in enumerate(i for i in done_idx if "terminal_observation" in infos[i]):
+                infos[i]["terminal_observation"] = self._stack[i].reshape(-1).copy()
+                infos[i]["terminal_observation"][-self.dim :] = term_feats[j]
+        for i in done_idx:  # the new episode's stack starts full of its first frame
+            self._stack[i] = new[i]
+        return self._obs(), rewards, dones, infos
+
+
+class StackedProjection(BaseFeaturesExtractor):
+    """Per-frame LayerNorm + linear projection + tanh of stacked frozen features (trainable, small).
+
+    MVP keeps the ViT's final norm trainable and projects the frozen feature;
+    this does the same for each of the ``frame_stack`` frames.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, frame_stack: int = 3, proj_dim: int = 64) -> None:
+        super().__init__(observation_space, frame_stack * proj_dim)
+        self.frame_stack = frame_stack
+        dim = observation_space.shape[0] // frame_stack
+        self.proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, proj_dim), nn.Tanh())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        n = obs.shape[0]
+        return self.proj(obs.view(n, self.frame_stack, -1)).view(n, -1)
+
+
+class EncoderExtractor(BaseFeaturesExtractor):
+    """An ssl4rl encoder as an SB3 features extractor on stacked uint8 frames (3*k, H, W).
+
+    ``frozen=True`` runs it without gradients. Note SB3 normalises image
+    observations to [0,1] unless ``normalize_images=False`` is passed in
+    ``policy_kwargs``; this extractor expects raw 0..255 values, so pass it.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, encoder: Encoder, frozen: bool = False) -> None:
+        k = observation_space.shape[0] // 3
+        super().__init__(observation_space, k * encoder.feature_dim)
+        self.encoder, self.frozen, self.k = encoder, frozen, k
+        if frozen:
+            self.encoder.requires_grad_(False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = obs.shape
+        frames = obs.reshape(n * self.k, 3, h, w).clamp(0, 255).to(torch.uint8)
+        with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
+            feats = self.encoder(frames)
+        return feats.view(n, -1)

@@ -1,0 +1,219 @@
+"""SAC (Stable-Baselines3) on frozen encoder features, on true state, or end to end on pixels.
+
+Counting: one agent step = ``action_repeat`` environment steps. ``steps`` and
+every reported x-axis are ENVIRONMENT steps, as in the PlaNet/CURL/DrQ tables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from ssl4rl.agents.features import FrozenFeatures, StackedProjection
+from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
+from ssl4rl.envs import check_env_name, make_env
+from ssl4rl.errors import UserError
+from ssl4rl.resolve import NAMED, resolve_encoder_path
+from ssl4rl.runs import log
+from ssl4rl.utils import atomic_path, progress_bar, resolve_device, seed_everything, write_json
+from ssl4rl.viz import save_gif, save_learning_curve
+
+VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
+
+
+class Pipeline:
+    """How observations reach the policy for one ``encoder=`` choice."""
+
+    def __init__(self, env: str, encoder: str, frame_stack: int, image_size: int | None, runs_root: str | Path,
+                 device: torch.device, seed: int) -> None:
+        self.env, self.kind, self.frame_stack, self.device = env, encoder, frame_stack, device
+        self.encoder: Encoder | None = None
+        self.encoder_path: str | None = None
+        if encoder == "state":
+            self.env_kwargs: dict[str, Any] = {"obs_type": "state", "image_size": image_size or 84}
+        elif encoder == "cnn":
+            self.env_kwargs = {"frame_stack": frame_stack, "image_size": image_size or 84}
+        else:
+            if encoder == "random":
+                torch.manual_seed(seed)
+                self.encoder = build_encoder("vit")
+            else:
+                path = resolve_encoder_path(encoder, runs_root, allowed=tuple(NAMED))
+                meta = encoder_meta(path)
+                self.encoder = load_encoder(path)
+                self.encoder_path = str(path)
+                log.info(f"encoder {path}: {meta['arch']} from {meta['method']}, {meta['feature_dim']}-d features")
+            self.encoder.to(device).eval()
+            self.env_kwargs = {"frame_stack": 1, "image_size": image_size or self.encoder.image_size}
+
+    def make_venv(self, n_envs: int, seed: int, vec_env: str = "dummy") -> VecEnv:
+        env, kwargs = self.env, dict(self.env_kwargs)
+        venv = make_vec_env(lambda: make_env(env, **kwargs), n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env])
+        return FrozenFeatures(venv, self.encoder, self.frame_stack) if self.encoder is not None else venv
+
+    def policy(self, agent: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        kwargs: dict[str, Any] = {"net_arch": list(agent["net_arch"])}
+        if self.kind == "cnn":
+            return "CnnPolicy", kwargs
+        if self.encoder is not None and agent.get("proj_dim", 0) > 0:
+            kwargs["features_extractor_class"] = StackedProjection
+            kwargs["features_extractor_kwargs"] = {"frame_stack": self.frame_stack, "proj_dim": agent["proj_dim"]}
+        return "MlpPolicy", kwargs
+
+
+def evaluate(model: SAC, venv: VecEnv, episodes: int, video: bool = False) -> tuple[list[float], list[np.ndarray]]:
+    """Deterministic returns of ``episodes`` episodes (one env); frames of the first if ``video``."""
+    returns, frames, total = [], [], 0.0
+    obs = venv.reset()
+    while len(returns) < episodes:
+        if video and not returns:
+            frames.append(venv.env_method("render", indices=[0])[0])
+        action, _ = model.predict(obs, deterministic=True)
+        obs, reward, done, _ = venv.step(action)
+        total += float(reward[0])
+        if done[0]:
+            returns.append(total)
+            total = 0.0
+    return returns, frames
+
+
+class _Progress(BaseCallback):
+    """Progress bar in environment steps, training-episode log, periodic evaluation."""
+
+    def __init__(self, total_env_steps: int, action_repeat: int, eval_every: int,
+                 evaluate_fn: Callable[[], list[float]], show: bool) -> None:
+        super().__init__()
+        self.total, self.repeat, self.eval_every, self.evaluate_fn = total_env_steps, action_repeat, eval_every, evaluate_fn
+        self.bar = progress_bar(total=total_env_steps, desc="train SAC", unit="env step", disable=not show, unit_scale=True)
+        self.train_returns: list[tuple[int, float]] = []
+        self.evals: list[tuple[int, float, float]] = []
+        self._next_eval = eval_every
+
+    def env_steps(self) -> int:
+        return self.num_timesteps * self.repeat
+
+    def _on_step(self) -> bool:
+        steps = self.env_steps()
+        self.bar.update(min(steps, self.total) - self.bar.n)
+        for info in self.locals.get("infos", []):
+            if "episode" in info:
+                self.train_returns.append((steps, float(info["episode"]["r"])))
+                self.bar.set_postfix(ret=f"{info['episode']['r']:.0f}")
+                self.logger.record("rollout/return_vs_env_steps", float(info["episode"]["r"]))
+        if self.eval_every and steps >= self._next_eval and steps < self.total:
+            self._next_eval += self.eval_every
+            rets = self.evaluate_fn()
+            self.evals.append((steps, float(np.mean(rets)), float(np.std(rets))))
+            self.logger.record("eval/mean_return", float(np.mean(rets)))
+            log.info(f"eval at {steps} env steps: {np.mean(rets):.1f} ± {np.std(rets):.1f}")
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def train_agent(
+    env: str,
+    encoder: str,
+    out: str | Path,
+    steps: int = 100_000,
+    agent: dict[str, Any] | None = None,
+    frame_stack: int = 3,
+    image_size: int | None = None,
+    n_envs: int = 1,
+    vec_env: str = "dummy",
+    eval_every: int = 20_000,
+    eval_episodes: int = 10,
+    video: bool = True,
+    runs_root: str | Path = "runs",
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train SAC for ``steps`` environment steps; evaluate; write results, curve, video, weights to ``out``."""
+
+    out = Path(out)
+    check_env_name(env)
+    if vec_env not in VEC_ENVS:
+        raise UserError(f"unknown vec_env '{vec_env}'; valid: {', '.join(VEC_ENVS)}")
+    agent = {**_SAC_DEFAULTS, **(agent or {})}
+    seed_everything(seed)
+    dev = resolve_device(device)
+    pipe = Pipeline(env, encoder, frame_stack, image_size, runs_root, dev, seed)
+    venv = pipe.make_venv(n_envs, seed, vec_env)
+    eval_venv = pipe.make_venv(1, seed + 10_000)
+    repeat = make_env(env).action_repeat
+    agent_steps = max(1, steps // repeat)
+    policy, policy_kwargs = pipe.policy(agent)
+    model = SAC(
+        policy, venv, learning_rate=agent["learning_rate"], buffer_size=min(agent["buffer_size"], agent_steps),
+        learning_starts=min(agent["learning_starts"], agent_steps // 2), batch_size=agent["batch_size"],
+        tau=agent["tau"], gamma=agent["gamma"], train_freq=agent["train_freq"], gradient_steps=agent["gradient_steps"],
+        ent_coef=agent["ent_coef"], policy_kwargs=policy_kwargs, tensorboard_log=str(out / "tb"),
+        seed=seed, device=dev, verbose=0,
+    )
+    cb = _Progress(agent_steps * repeat, repeat, eval_every, lambda: evaluate(model, eval_venv, 5)[0], progress)
+    log.info(
+        f"SAC on {env} with encoder={encoder} ({policy}, obs {venv.observation_space.shape}): "
+        f"{agent_steps * repeat} env steps = {agent_steps} agent steps x action repeat {repeat}, device {dev}"
+    )
+    t0 = time.time()
+    model.learn(total_timesteps=agent_steps, callback=cb, tb_log_name="sac")
+    rl_seconds = time.time() - t0
+    returns, frames = evaluate(model, eval_venv, eval_episodes, video=video)
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    cb.evals.append((agent_steps * repeat, mean, std))
+    log.info(f"final eval over {eval_episodes} episodes: {mean:.1f} ± {std:.1f} (RL part {rl_seconds / 60:.1f} min)")
+    with atomic_path(out / "policy.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}, str(tmp))
+    save_learning_curve(out / "curve.png", cb.train_returns, cb.evals, title=f"SAC {env}, encoder={encoder}")
+    if frames:
+        save_gif(out / "eval.gif", frames)
+    results = {
+        "env": env,
+        "encoder": encoder,
+        "encoder_path": pipe.encoder_path,
+        "policy": policy,
+        "eval_return_mean": mean,
+        "eval_return_std": std,
+        "eval_returns": returns,
+        "eval_episodes": eval_episodes,
+        "env_steps": agent_steps * repeat,
+        "agent_steps": agent_steps,
+        "action_repeat": repeat,
+        "rl_seconds": round(rl_seconds, 1),
+        "env_steps_per_second": round(agent_steps * repeat / rl_seconds, 1),
+        "frames_encoded": getattr(venv, "frames_encoded", None),
+        "evals": cb.evals,
+        "seed": seed,
+        "device": str(dev),
+    }
+    write_json(out / "results.json", results)
+    venv.close()
+    eval_venv.close()
+    return results
+
+
+_SAC_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 3e-4,
+    "buffer_size": 100_000,
+    "learning_starts": 1000,
+    "batch_size": 256,
+    "tau": 0.01,
+    "gamma": 0.99,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "ent_coef": "auto",
+    "net_arch": [256, 256],
+    "proj_dim": 64,
+}
