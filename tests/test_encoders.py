@@ -58,7 +58,8 @@ def test_encoder_contract_and_save_load(arch, kwargs, tmp_path):
         assert type(loaded) is type(enc) and not loaded.training
         with torch.no_grad():
             assert torch.equal(loaded(x), feats)
-    assert torch.equal(load_encoder(folder, arch=arch).encode(x, batch_size=2), feats)
+    # batched encode: same features up to float reassociation across batch sizes
+    torch.testing.assert_close(load_encoder(folder, arch=arch).encode(x, batch_size=2), feats)
 
     # any input size is resized to image_size
     big = _frames(n=3, size=40, seed=1)

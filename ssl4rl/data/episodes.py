@@ -1,0 +1,116 @@
+"""Episode files: one ``.npz`` per episode, written atomically, read without pickle.
+
+Format (T = agent steps in the episode; frames and states have T+1 rows, the
+first row being the observation after reset):
+
+==========  ===================  =========  ====================================
+key         shape                dtype      meaning
+==========  ===================  =========  ====================================
+frames      (T+1, 3, H, W)       uint8      rendered RGB frames, channels first
+actions     (T, A)               float32    action taken after frame t
+rewards     (T,)                 float32    reward summed over the action repeat
+discounts   (T,)                 float32    dm_control discount after step t
+states      (T+1, S)             float32    flattened dm_control observation
+physics     (T+1, P)             float64    MuJoCo state (qpos, qvel, act)
+==========  ===================  =========  ====================================
+
+A dataset folder holds ``episode_000000.npz``, ... and ``meta.json`` (env name,
+image size, camera, action repeat, counts).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ssl4rl.errors import UserError
+from ssl4rl.utils import atomic_path, read_json
+
+KEYS = ("frames", "actions", "rewards", "discounts", "states", "physics")
+
+
+@dataclass
+class Episode:
+    """One episode's arrays (see module docstring for shapes)."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    discounts: np.ndarray
+    states: np.ndarray
+    physics: np.ndarray
+
+    def __len__(self) -> int:
+        """Number of agent steps (transitions)."""
+        return len(self.actions)
+
+    def validate(self, where: str = "episode") -> None:
+        """Raise a one-line UserError if shapes or dtypes are inconsistent."""
+        t = len(self.actions)
+        problems = []
+        if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[1] != 3:
+            problems.append(f"frames must be uint8 (T+1,3,H,W), got {self.frames.dtype} {self.frames.shape}")
+        for name in ("frames", "states", "physics"):
+            if len(getattr(self, name)) != t + 1:
+                problems.append(f"{name} has {len(getattr(self, name))} rows, expected {t + 1}")
+        for name in ("rewards", "discounts"):
+            if len(getattr(self, name)) != t:
+                problems.append(f"{name} has {len(getattr(self, name))} rows, expected {t}")
+        if problems:
+            raise UserError(f"{where}: inconsistent episode ({'; '.join(problems)})")
+
+
+def save_episode(path: str | Path, episode: Episode) -> None:
+    """Write an episode atomically (temp file, then rename)."""
+    episode.validate(str(path))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: getattr(episode, k) for k in KEYS})
+
+
+def load_episode(path: str | Path) -> Episode:
+    """Read an episode file; a truncated or foreign file gives a one-line UserError."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in KEYS if k not in z.files]
+            if missing:
+                raise UserError(f"{path}: not an ssl4rl episode file (missing {', '.join(missing)})")
+            arrays = {k: z[k] for k in KEYS}
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise UserError(
+            f"{path}: truncated or corrupt episode file ({type(e).__name__}: {e}); delete it or re-collect"
+        ) from None
+    ep = Episode(**arrays)
+    ep.validate(str(path))
+    return ep
+
+
+def episode_paths(folder: str | Path) -> list[Path]:
+    """Sorted episode files of a dataset folder, or a one-line UserError if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(
+            f"{folder}: dataset folder not found; make one with "
+            f"`python envs/collect.py env=dmc_cartpole out={folder}`"
+        )
+    paths = sorted(folder.glob("episode_*.npz"))
+    if not paths:
+        raise UserError(
+            f"{folder}: no episode_*.npz files in the dataset folder; collect some with "
+            f"`python envs/collect.py out={folder}`"
+        )
+    return paths
+
+
+def dataset_meta(folder: str | Path) -> dict:
+    """The dataset's ``meta.json`` (empty dict if absent)."""
+    path = Path(folder) / "meta.json"
+    return read_json(path) if path.exists() else {}

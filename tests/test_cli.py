@@ -1,0 +1,87 @@
+"""The entry points as a user runs them: a tiny end-to-end pipeline and one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_VIT = ["backbone.image_size=32", "backbone.embed_dim=32", "backbone.depth=1", "backbone.num_heads=2"]
+
+
+def run(script: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, script, *args, "progress=false"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    if ok:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def test_tiny_end_to_end(tmp_path):
+    data, pre, probe, sac = (tmp_path / n for n in ("data", "pre", "probe", "sac"))
+    p = run("envs/collect.py", "env=dmc_cartpole", "episodes=3", "image_size=32", f"out={data}")
+    assert "Warning" not in p.stderr and "DISPLAY" not in p.stderr and "Traceback" not in p.stderr
+    assert len(list(data.glob("episode_*.npz"))) == 3
+    run("pretrain/run.py", "method=mae", f"data.path={data}", "steps=4", "batch_size=8", "ckpt_every=2",
+        f"out={pre}", *TINY_VIT)
+    assert (pre / "encoder" / "encoder.safetensors").exists() and list(pre.glob("recon_step*.png"))
+    p = run("pretrain/eval.py", f"encoder={pre}/encoder", f"data.path={data}", f"out={probe}")
+    report = json.loads((probe / "probe.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["mae (vit)", "random init (vit)", "raw pixels 16x16"]
+    assert "held-out R²" in (probe / "probe.md").read_text() and "raw pixels" in p.stdout
+    run("agents/train.py", "env=dmc_cartpole", f"encoder={pre}/encoder", "steps=320", "eval_every=0",
+        "eval_episodes=1", "agent.learning_starts=10", "agent.batch_size=16", f"out={sac}")
+    res = json.loads((sac / "results.json").read_text())
+    assert res["env_steps"] == 320 and res["agent_steps"] == 40
+    assert (sac / "curve.png").exists() and (sac / "eval.gif").exists()
+    p = subprocess.run([sys.executable, "-m", "ssl4rl.report", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0
+    mae_row = next(line for line in p.stdout.splitlines() if line.startswith("| mae (vit)"))
+    assert "±" in mae_row  # the probe R² and the eval return stand in one row
+
+
+def test_pretrain_rerun_resumes(tmp_path, tiny_dataset):
+    args = ["method=mae", f"data.path={tiny_dataset}", "batch_size=8", "ckpt_every=2", f"out={tmp_path / 'p'}", *TINY_VIT]
+    run("pretrain/run.py", "steps=2", *args)
+    p = run("pretrain/run.py", "steps=4", *args)
+    assert "resumed from" in p.stderr and "at step 2" in p.stderr
+    assert json.loads((tmp_path / "p" / "results.json").read_text())["steps"] == 4
+
+
+@pytest.mark.parametrize(
+    "script,args,expect",
+    [
+        ("envs/collect.py", ["env=dmc_nope"], "dmc_cartpole, dmc_walker"),
+        ("pretrain/run.py", ["method=mea", "data.path=x"], "valid names: mae"),
+        ("agents/train.py", ["encoder=mvpp"], "mvp, state"),
+        ("agents/train.py", ["env=cartpole"], "dmc_cartpole"),
+        ("pretrain/run.py", ["data.path=/nonexistent/folder"], "/nonexistent/folder"),
+        ("pretrain/run.py", [], "data.path"),
+        ("envs/collect.py", ["episodez=3"], "episodes"),
+    ],
+)
+def test_bad_input_gives_one_line(script, args, expect):
+    p = run(script, *args, ok=False)
+    assert p.returncode == 2
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("error:") and expect in lines[0]
+
+
+def test_empty_dataset_and_wrong_encoder_file(tmp_path, tiny_dataset):
+    (tmp_path / "empty").mkdir()
+    p = run("pretrain/run.py", f"data.path={tmp_path / 'empty'}", ok=False)
+    assert p.returncode == 2 and "no episode_" in p.stderr and str(tmp_path / "empty") in p.stderr
+    p = run("pretrain/eval.py", f"encoder={tiny_dataset}", f"data.path={tiny_dataset}", ok=False)
+    assert p.returncode == 2 and "encoder.json" in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_failed_run_never_overwrites(tmp_path):
+    out = tmp_path / "d"
+    run("envs/collect.py", "episodes=1", "image_size=32", f"out={out}")
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    p = run("envs/collect.py", "episodes=2", "image_size=32", f"out={out}", ok=False)
+    assert p.returncode == 2 and "already holds" in p.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
