@@ -69,7 +69,7 @@ def pretrain(
     step = 0
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -113,7 +113,8 @@ def pretrain(
         if step % ckpt_every == 0 or step == steps:
             val_loss = _val_loss(model, val, encoder, batch_size, seed)
             writer.add_scalar("val/loss", val_loss, step)
-            model.save_figures(vis_batch, out, step)
+            with _fixed_masks(model, seed):  # figures must not consume the training RNG
+                model.save_figures(vis_batch, out, step)
             _save_checkpoint(ckpt_path, model, opt, sched, gen, step)
             log.info(f"step {step}: train loss {logs['loss']:.4f}, held-out loss {val_loss:.4f}")
     bar.close()
@@ -152,17 +153,25 @@ def _cosine_with_warmup(step: int, warmup: int, total: int) -> float:
 @torch.no_grad()
 def _val_loss(model: torch.nn.Module, val: FrameDataset, encoder: torch.nn.Module, batch_size: int, seed: int) -> float:
     """Held-out loss on a fixed batch (fixed masks), comparable across steps."""
-    fork = torch.random.fork_rng()
-    with fork:
-        torch.manual_seed(seed + 1)
-        g = torch.Generator().manual_seed(seed + 1)
-        old, model.generator = getattr(model, "generator", None), g
+    with _fixed_masks(model, seed) as g:
         model.eval()
         idx = torch.randint(len(val), (min(batch_size, len(val)),), generator=g)
         loss, _ = model.training_step(encoder.preprocess(val.frames[idx]))
         model.train()
-        model.generator = old
-    return float(loss.item()) if hasattr(loss, "item") else float(loss)
+    return float(loss.item())
+
+
+@contextlib.contextmanager
+def _fixed_masks(model: Any, seed: int) -> Any:
+    """Give the method a fresh generator (and torch RNG) for evaluation, then restore both."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
+        g = torch.Generator().manual_seed(seed + 1)
+        old, model.generator = getattr(model, "generator", None), g
+        try:
+            yield g
+        finally:
+            model.generator = old
 
 
 def _save_checkpoint(path: Path, model: Any, opt: Any, sched: Any, gen: torch.Generator, step: int) -> None:

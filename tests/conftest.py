@@ -4,8 +4,13 @@
 import ssl4rl  # noqa: F401  (must stay the first import)
 
 import pytest
+import torch
 
 from ssl4rl.data import collect
+
+# The models under test are tiny: one intra-op thread is faster than two on a
+# 2-core machine (no thread spin contention) and keeps timings steady.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

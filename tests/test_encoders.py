@@ -197,3 +197,17 @@ def test_vit_pool_semantics():
     patches = tokens[:, 1:].view(2, 4, 4, d)
     torch.testing.assert_close(grid[:, :, 0, 0], patches[:, :2, :2].mean((1, 2)))
     torch.testing.assert_close(grid[:, :, 1, 0], patches[:, 2:, :2].mean((1, 2)))
+
+
+@pytest.mark.parametrize("kw", [dict(embed_dim=34, num_heads=2), dict(embed_dim=32, num_heads=3)])
+def test_vit_bad_dims_give_user_error(kw):
+    with pytest.raises(UserError):
+        build_encoder("vit", image_size=32, patch_size=8, depth=1, **kw)
+
+
+def test_encoder_does_not_modify_float_input():
+    enc = build_encoder("conv", **CONV).eval()
+    x = torch.full((2, 3, 32, 32), 200.0)
+    with torch.no_grad():
+        enc(x)
+    assert x.max().item() == 200.0

@@ -1,6 +1,5 @@
 import warnings
 
-import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -24,6 +23,7 @@ def test_make_env_contract(name):
         assert obs.dtype == np.uint8 and obs.shape == (3 * 3, SIZE, SIZE)
         assert env.observation_space.contains(obs)
         assert info["state"].dtype == np.float32 and info["state"].shape == (env.state_dim,)
+        assert len(env.state_names) == env.state_dim == len(set(env.state_names))
 
         t0 = env.physics.data.time
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())

@@ -259,3 +259,26 @@ def test_pretrain_errors(tiny_dataset, tmp_path):
         pretrain(tiny_dataset, tmp_path / "out2", steps=1, method="nope", **TINY)
     with pytest.raises(UserError):
         pretrain(tiny_dataset, tmp_path / "out3", steps=1, **{**TINY, "backbone": {"arch": "conv", "image_size": 32}})
+
+
+def test_pretrain_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
+    # warmup (100) > steps, so the lr schedule does not depend on the total steps
+    # and a 3-then-6 run must follow exactly the same trajectory as a 6-step run
+    full = pretrain(tiny_dataset, tmp_path / "full", steps=6, **TINY)
+    pretrain(tiny_dataset, tmp_path / "split", steps=3, **TINY)
+    (tmp_path / "split" / "results.json").unlink()
+    split = pretrain(tiny_dataset, tmp_path / "split", steps=6, **TINY)
+    assert split["final_train_loss"] == full["final_train_loss"]
+    assert split["final_val_loss"] == full["final_val_loss"]
+    wa, wb = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_pretrain_does_not_depend_on_ckpt_every(tiny_dataset, tmp_path):
+    a = pretrain(tiny_dataset, tmp_path / "a", steps=4, **{**TINY, "ckpt_every": 2})
+    b = pretrain(tiny_dataset, tmp_path / "b", steps=4, **{**TINY, "ckpt_every": 4})
+    assert a["final_train_loss"] == b["final_train_loss"]
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k

@@ -9,6 +9,7 @@ import numpy as np
 
 from ssl4rl.data.episodes import Episode, save_episode
 from ssl4rl.envs import make_env
+from ssl4rl.errors import UserError
 from ssl4rl.utils import progress_bar, write_json
 
 
@@ -26,6 +27,8 @@ def collect(
 
     Returns the dataset's meta dict, also written to ``out/meta.json``.
     """
+    if episodes < 1:
+        raise UserError(f"episodes={episodes}: collect at least one episode")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     e = make_env(env, image_size=image_size, camera=camera, frame_stack=1, fast_render=fast_render, seed=seed)

@@ -62,7 +62,7 @@ class Encoder(nn.Module, abc.ABC):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N,3,H,W) -> normalised float (N,3,image_size,image_size)."""
-        x = frames.to(self.mean.device, non_blocking=True).float().div_(255.0)
+        x = frames.to(self.mean.device, torch.float32, non_blocking=True) / 255.0  # never in place
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
         return (x - self.mean) / self.std

@@ -56,6 +56,8 @@ class ViTEncoder(Encoder):
             raise UserError(f"unknown ViT pool '{pool}'; valid: {', '.join(POOLS)}")
         if image_size % patch_size:
             raise UserError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        if embed_dim % 4 or embed_dim % num_heads:
+            raise UserError(f"ViT embed_dim {embed_dim} must be a multiple of 4 and of num_heads {num_heads}")
         self.patch_size, self.embed_dim, self.depth = patch_size, embed_dim, depth
         self.num_heads, self.mlp_ratio, self.pool, self.grid = num_heads, mlp_ratio, pool, grid
         self.tokens_per_side = image_size // patch_size
