@@ -109,7 +109,7 @@ def pretrain(
             for k, v in logs.items():
                 writer.add_scalar(f"train/{k}", v, step)
             writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}")
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
         if step % ckpt_every == 0 or step == steps:
             val_loss = _val_loss(model, val, encoder, batch_size, seed)
             writer.add_scalar("val/loss", val_loss, step)

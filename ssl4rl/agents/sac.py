@@ -108,7 +108,7 @@ class _Progress(BaseCallback):
         for info in self.locals.get("infos", []):
             if "episode" in info:
                 self.train_returns.append((steps, float(info["episode"]["r"])))
-                self.bar.set_postfix(ret=f"{info['episode']['r']:.0f}")
+                self.bar.set_postfix(ret=f"{info['episode']['r']:.0f}", refresh=False)
                 self.logger.record("rollout/return_vs_env_steps", float(info["episode"]["r"]))
         if self.eval_every and steps >= self._next_eval and steps < self.total:
             self._next_eval += self.eval_every
