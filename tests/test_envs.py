@@ -182,3 +182,18 @@ def test_subproc_vec_env():
         assert obs.max() > obs.min()
     finally:
         venv.close()
+
+
+def test_gymnasium_async_vector_env():
+    import functools
+
+    import gymnasium as gym
+
+    fns = [functools.partial(make_env, "dmc_cartpole", image_size=SIZE, seed=i) for i in range(2)]
+    venv = gym.vector.AsyncVectorEnv(fns, context="spawn")
+    obs, info = venv.reset(seed=0)
+    assert obs.shape == (2, 9, SIZE, SIZE) and obs.dtype == np.uint8
+    obs, rew, term, trunc, info = venv.step(np.zeros((2, 1), np.float32))
+    assert obs.shape == (2, 9, SIZE, SIZE) and rew.shape == (2,)
+    assert info["state"].shape == (2, 5)
+    venv.close()
