@@ -35,7 +35,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/render_fps.py
 	$(PY) benchmarks/agent_throughput.py
-	$(PY) benchmarks/cartpole_mvp.py
+	$(PY) benchmarks/cartpole_mvp.py --state-baseline
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,7 +15,7 @@ import ssl4rl  # noqa: E402,F401
 from _common import header  # noqa: E402
 
 from ssl4rl.agents import train_agent  # noqa: E402
-from ssl4rl.envs import make_env  # noqa: E402
+from ssl4rl.envs import check_env_name  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument("--learning-starts", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=256)
     a = p.parse_args()
-    repeat = make_env(a.env).action_repeat
+    repeat = check_env_name(a.env)[2]
     agent = {"learning_starts": a.learning_starts, "batch_size": a.batch_size}
     common = dict(steps=a.agent_steps * repeat, agent=agent, image_size=a.size, eval_every=0, eval_episodes=1,
                   video=False, device="cpu", progress=False)

@@ -14,6 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from ssl4rl.augment import random_shift
 from ssl4rl.data import FrameDataset, dataset_meta, load_split
 from ssl4rl.encoders import build_encoder, save_encoder
+from ssl4rl.errors import UserError
 from ssl4rl.runs import log
 from ssl4rl.ssl import build_method
 from ssl4rl.utils import atomic_path, progress_bar, resolve_device, seed_everything, write_json
@@ -33,7 +34,7 @@ def pretrain(
     weight_decay: float = 0.05,
     warmup: int = 100,
     shift_pad: int = 4,
-    holdout: float = 0.1,
+    holdout: float = 0.2,
     log_every: int = 50,
     ckpt_every: int = 500,
     seed: int = 0,
@@ -49,6 +50,8 @@ def pretrain(
     (also ``out/results.json``); the encoder is saved in ``out/encoder``.
     """
     out = Path(out)
+    if steps < 1:
+        raise UserError(f"steps={steps}: pretrain for at least one optimizer step")
     seed_everything(seed)
     dev = resolve_device(device)
     backbone = dict(backbone or {"arch": "vit"})
@@ -70,7 +73,18 @@ def pretrain(
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
-        model.load_state_dict(ck["model"])
+        if int(ck["step"]) >= steps and (out / "results.json").exists():
+            raise UserError(
+                f"out={out} already holds a finished run ({ck['step']} steps); "
+                f"choose a new out= or a larger steps= to continue it"
+            )
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError:
+            raise UserError(
+                f"{ckpt_path}: checkpoint does not fit method={method} with this backbone; "
+                "resume with the run's original settings (its config.yaml) or choose a new out="
+            ) from None
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         gen.set_state(ck["generator"])

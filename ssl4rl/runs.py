@@ -11,7 +11,7 @@ from ssl4rl.errors import UserError
 from ssl4rl.utils import write_text
 
 log = logging.getLogger("ssl4rl")
-_BOOKKEEPING = {"config.yaml", "log.txt"}  # a folder with only these holds no results yet
+_BOOKKEEPING = {"config.yaml", "log.txt", "tb"}  # a folder with only these holds no results yet
 
 
 def prepare_run_dir(out: str | Path, config_yaml: str = "", resume_file: str | None = None) -> tuple[Path, bool]:
@@ -19,7 +19,7 @@ def prepare_run_dir(out: str | Path, config_yaml: str = "", resume_file: str | N
 
     Refuses (one-line UserError) a folder holding another run's outputs unless it
     is resumable, so a run never overwrites earlier results; a folder left with
-    only config.yaml/log.txt by a run that failed at once is reused.
+    only config.yaml/log.txt/tb by a run that failed early is reused.
     Returns (folder, resuming).
     """
     out = Path(out)

@@ -48,6 +48,10 @@ def test_pretrain_rerun_resumes(tmp_path, tiny_dataset):
     p = run("pretrain/run.py", "steps=4", *args)
     assert "resumed from" in p.stderr and "at step 2" in p.stderr
     assert json.loads((tmp_path / "p" / "results.json").read_text())["steps"] == 4
+    before = (tmp_path / "p" / "results.json").read_bytes()
+    p = run("pretrain/run.py", "steps=4", *args, ok=False)  # finished: refuse, keep results
+    assert p.returncode == 2 and "finished run" in p.stderr
+    assert (tmp_path / "p" / "results.json").read_bytes() == before
 
 
 @pytest.mark.parametrize(

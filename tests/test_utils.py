@@ -43,3 +43,10 @@ def test_run_dir_refuses_earlier_results_but_resumes(tmp_path):
         prepare_run_dir(out, "a: 2\n")
     out, resuming = prepare_run_dir(out, "a: 2\n", resume_file="checkpoint.pt")
     assert resuming and (out / "config.yaml").read_text() == "a: 1\n"  # the original config is kept
+
+
+def test_run_dir_reuses_folder_of_run_that_crashed_early(tmp_path):
+    out, _ = prepare_run_dir(tmp_path / "r", "a: 1\n")
+    (out / "tb").mkdir()  # TensorBoard events exist before the first checkpoint
+    out, resuming = prepare_run_dir(out, "a: 2\n", resume_file="checkpoint.pt")
+    assert not resuming and (out / "config.yaml").read_text() == "a: 2\n"

@@ -6,9 +6,7 @@ frames, and hands the agent their concatenation. The replay buffer therefore
 stores small feature vectors, not images, and no update ever re-runs the
 encoder (the MVP recipe).
 
-``EncoderExtractor`` is the other seam: a ``BaseFeaturesExtractor`` that runs
-an ssl4rl encoder on stacked uint8 pixel observations inside the policy, for
-fine-tuning or plain SB3 code.
+``StackedProjection`` is the small trainable head the policy puts on top.
 """
 
 from __future__ import annotations
@@ -90,26 +88,3 @@ class StackedProjection(BaseFeaturesExtractor):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         n = obs.shape[0]
         return self.proj(obs.view(n, self.frame_stack, -1)).view(n, -1)
-
-
-class EncoderExtractor(BaseFeaturesExtractor):
-    """An ssl4rl encoder as an SB3 features extractor on stacked uint8 frames (3*k, H, W).
-
-    ``frozen=True`` runs it without gradients. Note SB3 normalises image
-    observations to [0,1] unless ``normalize_images=False`` is passed in
-    ``policy_kwargs``; this extractor expects raw 0..255 values, so pass it.
-    """
-
-    def __init__(self, observation_space: gym.spaces.Box, encoder: Encoder, frozen: bool = False) -> None:
-        k = observation_space.shape[0] // 3
-        super().__init__(observation_space, k * encoder.feature_dim)
-        self.encoder, self.frozen, self.k = encoder, frozen, k
-        if frozen:
-            self.encoder.requires_grad_(False)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = obs.shape
-        frames = obs.reshape(n * self.k, 3, h, w).clamp(0, 255).to(torch.uint8)
-        with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
-            feats = self.encoder(frames)
-        return feats.view(n, -1)

@@ -98,6 +98,7 @@ class _Progress(BaseCallback):
         self.train_returns: list[tuple[int, float]] = []
         self.evals: list[tuple[int, float, float]] = []
         self._next_eval = eval_every
+        self.eval_seconds = 0.0
 
     def env_steps(self) -> int:
         return self.num_timesteps * self.repeat
@@ -112,7 +113,9 @@ class _Progress(BaseCallback):
                 self.logger.record("rollout/return_vs_env_steps", float(info["episode"]["r"]))
         if self.eval_every and steps >= self._next_eval and steps < self.total:
             self._next_eval += self.eval_every
+            t = time.time()
             rets = self.evaluate_fn()
+            self.eval_seconds += time.time() - t
             self.evals.append((steps, float(np.mean(rets)), float(np.std(rets))))
             self.logger.record("eval/mean_return", float(np.mean(rets)))
             log.info(f"eval at {steps} env steps: {np.mean(rets):.1f} ± {np.std(rets):.1f}")
@@ -143,7 +146,9 @@ def train_agent(
     """Train SAC for ``steps`` environment steps; evaluate; write results, curve, video, weights to ``out``."""
 
     out = Path(out)
-    check_env_name(env)
+    repeat = check_env_name(env)[2]
+    if steps < repeat or eval_episodes < 1:
+        raise UserError(f"need steps >= {repeat} (one agent step) and eval_episodes >= 1 (got {steps}, {eval_episodes})")
     if vec_env not in VEC_ENVS:
         raise UserError(f"unknown vec_env '{vec_env}'; valid: {', '.join(VEC_ENVS)}")
     agent = {**_SAC_DEFAULTS, **(agent or {})}
@@ -152,7 +157,6 @@ def train_agent(
     pipe = Pipeline(env, encoder, frame_stack, image_size, runs_root, dev, seed)
     venv = pipe.make_venv(n_envs, seed, vec_env)
     eval_venv = pipe.make_venv(1, seed + 10_000)
-    repeat = make_env(env).action_repeat
     agent_steps = max(1, steps // repeat)
     policy, policy_kwargs = pipe.policy(agent)
     model = SAC(
@@ -169,7 +173,7 @@ def train_agent(
     )
     t0 = time.time()
     model.learn(total_timesteps=agent_steps, callback=cb, tb_log_name="sac")
-    rl_seconds = time.time() - t0
+    rl_seconds = time.time() - t0 - cb.eval_seconds  # training only; periodic evaluations excluded
     returns, frames = evaluate(model, eval_venv, eval_episodes, video=video)
     mean, std = float(np.mean(returns)), float(np.std(returns))
     cb.evals.append((agent_steps * repeat, mean, std))
@@ -192,6 +196,7 @@ def train_agent(
         "agent_steps": agent_steps,
         "action_repeat": repeat,
         "rl_seconds": round(rl_seconds, 1),
+        "periodic_eval_seconds": round(cb.eval_seconds, 1),
         "env_steps_per_second": round(agent_steps * repeat / rl_seconds, 1),
         "frames_encoded": getattr(venv, "frames_encoded", None),
         "evals": cb.evals,

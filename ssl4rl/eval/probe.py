@@ -74,7 +74,8 @@ def ridge_probe(
     alpha = float(alphas[int(np.nanargmax(scores))])
     model = Ridge(x_train, y_train).fit(alpha)
     per_dim = r2_per_dim(y_test, model.predict(x_test))
-    return {"r2": float(np.nanmean(per_dim)), "r2_per_dim": [float(v) for v in per_dim], "alpha": alpha}
+    per_dim_list = [None if np.isnan(v) else float(v) for v in per_dim]  # JSON has no NaN
+    return {"r2": float(np.nanmean(per_dim)), "r2_per_dim": per_dim_list, "alpha": alpha}
 
 
 def _stack(episodes: Sequence[Episode]) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:

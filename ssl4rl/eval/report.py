@@ -71,5 +71,9 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines += [f"| {r['name']} | {r['feature_dim']} | {r['r2']:.3f} |" for r in rows]
     lines += ["", "| state dim | " + " | ".join(r["name"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for i, name in enumerate(report["state_names"]):
-        lines.append(f"| {name} | " + " | ".join(f"{r['r2_per_dim'][i]:.3f}" for r in rows) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt(r["r2_per_dim"][i]) for r in rows) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a (constant)" if v is None else f"{v:.3f}"

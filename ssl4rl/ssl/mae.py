@@ -57,6 +57,7 @@ class MAE(SSLMethod):
             "mask_ratio": self.mask_ratio,
             "decoder_dim": self.decoder_dim,
             "decoder_depth": self.decoder_depth,
+            "decoder_heads": self.decoder_heads,
             "norm_pix_loss": self.norm_pix_loss,
         }
 
