@@ -29,5 +29,5 @@ def resolve_encoder_path(name: str, runs_root: str | Path = "runs", allowed: tup
     path = Path(name)
     if path.exists():
         return path
-    valid = ", ".join(allowed)
-    raise UserError(f"unknown encoder '{name}': not a folder, and not one of the names {valid}")
+    valid = "; ".join(f"{k} = {NAMED[k]}" if k in NAMED else k for k in allowed)
+    raise UserError(f"unknown encoder '{name}': not a folder, and not one of: {valid}")

@@ -37,7 +37,7 @@ class FrozenFeatures(VecEnvWrapper):
         space = gym.spaces.Box(-np.inf, np.inf, (frame_stack * self.dim,), dtype=np.float32)
         super().__init__(venv, observation_space=space)
         self._stack = np.zeros((venv.num_envs, frame_stack, self.dim), dtype=np.float32)
-        self.last_frames: np.ndarray | None = None  # newest raw frames, for videos
+        self.last_frames: np.ndarray | None = None  # newest raw frames (for inspection)
         self.frames_encoded = 0
 
     @torch.inference_mode()

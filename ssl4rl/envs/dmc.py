@@ -120,7 +120,6 @@ class DMCEnv(gym.Env):
         self.obs_type = obs_type
         self.fast_render = fast_render
         self.render_mode = render_mode
-        self._seed = seed
         self._env = suite.load(domain, task, task_kwargs={"random": seed})
         self._renderer: FastRenderer | None = None
         self._frames: deque[np.ndarray] = deque(maxlen=self.frame_stack)

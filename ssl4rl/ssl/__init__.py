@@ -9,7 +9,7 @@ from ssl4rl.errors import UserError
 from ssl4rl.ssl.base import SSLMethod
 from ssl4rl.ssl.mae import MAE
 
-METHODS: dict[str, type[SSLMethod]] = {"mae": MAE}
+METHODS: dict[str, type[SSLMethod]] = {m.name: m for m in (MAE,)}
 
 
 def build_method(name: str, encoder: Encoder, **kwargs: Any) -> SSLMethod:
