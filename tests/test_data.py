@@ -18,6 +18,7 @@ from ssl4rl.data import (
     split_episodes,
 )
 from ssl4rl.errors import UserError
+from helpers import assert_one_line
 
 
 def _random_episode(t=5, size=8, a=2, s=4, p=3, seed=0):
@@ -31,13 +32,6 @@ def _random_episode(t=5, size=8, a=2, s=4, p=3, seed=0):
         physics=rng.normal(size=(t + 1, p)),
     )
 
-
-def _assert_one_line_user_error(exc_info, *needles):
-    msg = str(exc_info.value)
-    assert "\n" not in msg, msg
-    for n in needles:
-        assert str(n) in msg, msg
-    return msg
 
 
 # ---------------------------------------------------------------- file format
@@ -65,7 +59,7 @@ def test_save_rejects_inconsistent_episode(tmp_path):
     ep.states = ep.states[:-1]
     with pytest.raises(UserError) as exc:
         save_episode(tmp_path / "episode_000000.npz", ep)
-    _assert_one_line_user_error(exc, "states")
+    assert_one_line(exc, "states")
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
@@ -76,7 +70,7 @@ def test_truncated_file(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError) as exc:
         load_episode(path)
-    _assert_one_line_user_error(exc, path)
+    assert_one_line(exc, path)
 
 
 def test_file_missing_keys(tmp_path):
@@ -84,28 +78,28 @@ def test_file_missing_keys(tmp_path):
     np.savez(path, frames=np.zeros((2, 3, 8, 8), np.uint8))
     with pytest.raises(UserError) as exc:
         load_episode(path)
-    _assert_one_line_user_error(exc, path, "actions")
+    assert_one_line(exc, path, "actions")
 
 
 def test_missing_file(tmp_path):
     path = tmp_path / "episode_000123.npz"
     with pytest.raises(UserError) as exc:
         load_episode(path)
-    _assert_one_line_user_error(exc, path)
+    assert_one_line(exc, path)
 
 
 def test_episode_paths_errors(tmp_path):
     missing = tmp_path / "nothing_here"
     with pytest.raises(UserError) as exc:
         episode_paths(missing)
-    _assert_one_line_user_error(exc, missing)
+    assert_one_line(exc, missing)
 
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "meta.json").write_text("{}")
     with pytest.raises(UserError) as exc:
         episode_paths(empty)
-    _assert_one_line_user_error(exc, empty)
+    assert_one_line(exc, empty)
 
 
 # ---------------------------------------------------------------- collected data

@@ -6,6 +6,7 @@ import torch
 from ssl4rl.encoders import build_encoder, encoder_meta, load_encoder, save_encoder
 from ssl4rl.encoders.vit import POOLS
 from ssl4rl.errors import UserError
+from helpers import assert_one_line
 
 VIT = dict(image_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
 CONV = dict(image_size=32)
@@ -15,13 +16,6 @@ def _frames(n=5, size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
 
-
-def _one_line(exc_info, *needles):
-    msg = str(exc_info.value)
-    assert "\n" not in msg, msg
-    for n in needles:
-        assert str(n) in msg, msg
-    return msg
 
 
 @pytest.mark.parametrize("arch,kwargs", [("conv", CONV), ("vit", VIT)])
@@ -93,7 +87,7 @@ def test_load_with_wrong_arch(tmp_path):
     folder = save_encoder(build_encoder("vit", **VIT), tmp_path / "vit_enc")
     with pytest.raises(UserError) as exc:
         load_encoder(folder, arch="conv")
-    _one_line(exc, folder / "encoder.json", "vit", "conv")
+    assert_one_line(exc, folder / "encoder.json", "vit", "conv")
 
 
 def test_weights_do_not_fit(tmp_path):
@@ -104,7 +98,7 @@ def test_weights_do_not_fit(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(UserError) as exc:
         load_encoder(folder)
-    _one_line(exc, folder / "encoder.safetensors")
+    assert_one_line(exc, folder / "encoder.safetensors")
 
 
 def test_corrupt_weights_file(tmp_path):
@@ -113,7 +107,7 @@ def test_corrupt_weights_file(tmp_path):
     w.write_bytes(w.read_bytes()[:50])
     with pytest.raises(UserError) as exc:
         load_encoder(folder)
-    _one_line(exc, w)
+    assert_one_line(exc, w)
 
 
 def test_missing_weights_and_metadata(tmp_path):
@@ -121,39 +115,39 @@ def test_missing_weights_and_metadata(tmp_path):
     (folder / "encoder.safetensors").unlink()
     with pytest.raises(UserError) as exc:
         load_encoder(folder)
-    _one_line(exc, folder / "encoder.safetensors")
+    assert_one_line(exc, folder / "encoder.safetensors")
 
     (folder / "encoder.json").write_text("{not json")
     with pytest.raises(UserError) as exc:
         load_encoder(folder)
-    _one_line(exc, folder / "encoder.json")
+    assert_one_line(exc, folder / "encoder.json")
 
     (folder / "encoder.json").write_text('{"format": "something-else"}')
     with pytest.raises(UserError) as exc:
         load_encoder(folder)
-    _one_line(exc, folder / "encoder.json")
+    assert_one_line(exc, folder / "encoder.json")
 
 
 def test_missing_folder(tmp_path):
     missing = tmp_path / "no_encoder_here"
     with pytest.raises(UserError) as exc:
         load_encoder(missing)
-    _one_line(exc, missing)
+    assert_one_line(exc, missing)
 
 
 def test_unknown_arch_and_bad_options():
     with pytest.raises(UserError) as exc:
         build_encoder("resnet9000", image_size=32)
-    _one_line(exc, "resnet9000", "conv", "vit")
+    assert_one_line(exc, "resnet9000", "conv", "vit")
     with pytest.raises(UserError) as exc:
         build_encoder("vit", image_size=32, no_such_option=1)
-    _one_line(exc, "no_such_option")
+    assert_one_line(exc, "no_such_option")
     with pytest.raises(UserError) as exc:
         build_encoder("vit", image_size=30, patch_size=8)
-    _one_line(exc, "30", "8")
+    assert_one_line(exc, "30", "8")
     with pytest.raises(UserError) as exc:
         build_encoder("vit", **{**VIT, "pool": "max"})
-    _one_line(exc, "max", *POOLS)
+    assert_one_line(exc, "max", *POOLS)
 
 
 @pytest.mark.parametrize(
