@@ -8,14 +8,14 @@ process (triton's LLVM clashes with llvmpipe's).
 
 from __future__ import annotations
 
+import importlib.util
+
 from ssl4rl._gl import select_gl_backend
 
 select_gl_backend()
 
-try:  # must happen before any GL context exists; see module docstring
-    import triton  # noqa: F401
-except ImportError:  # CPU-only torch builds ship without triton
-    pass
+if importlib.util.find_spec("triton") is not None:  # CPU-only torch builds have no triton
+    import triton  # noqa: F401  (before any GL context exists; see module docstring)
 
 __version__ = "0.1.0"
 
