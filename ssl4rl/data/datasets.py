@@ -96,24 +96,35 @@ class FrameDataset(Dataset):
         return self.frames[idx]
 
 
-class PairDataset(Dataset):
+class _WindowDataset(Dataset):
+    """Items are windows of ``span + 1`` consecutive frames inside one episode."""
+
+    def __init__(self, episodes: Sequence[Episode], span: int, image_size: int | None) -> None:
+        self.store = _EpisodeStore(episodes, image_size)
+        self.index = self.store.windows(span)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _locate(self, i: int) -> tuple[int, int, int]:
+        """(episode, step within it, flat frame index) of item ``i``'s first frame."""
+        e, t = self.index[i]
+        return int(e), int(t), int(self.store.offsets[e] + t)
+
+
+class PairDataset(_WindowDataset):
     """Frame pairs k agent steps apart, with the k actions in between.
 
     Item: dict(obs=(3,H,W) uint8, next_obs=(3,H,W) uint8, actions=(k,A), reward=sum of k rewards).
     """
 
     def __init__(self, episodes: Sequence[Episode], k: int = 1, image_size: int | None = None) -> None:
-        self.store = _EpisodeStore(episodes, image_size)
+        super().__init__(episodes, k, image_size)
         self.k = k
-        self.index = self.store.windows(k)
-
-    def __len__(self) -> int:
-        return len(self.index)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        e, t = self.index[i]
+        e, t, base = self._locate(i)
         s, k = self.store, self.k
-        base = s.offsets[e] + t
         return {
             "obs": s.frames[base],
             "next_obs": s.frames[base + k],
@@ -122,24 +133,19 @@ class PairDataset(Dataset):
         }
 
 
-class SequenceDataset(Dataset):
+class SequenceDataset(_WindowDataset):
     """Sequences of ``length`` frames with the ``length-1`` actions and rewards between them.
 
     Item: dict(frames=(L,3,H,W) uint8, actions=(L-1,A), rewards=(L-1,), states=(L,S)).
     """
 
     def __init__(self, episodes: Sequence[Episode], length: int = 8, image_size: int | None = None) -> None:
-        self.store = _EpisodeStore(episodes, image_size)
+        super().__init__(episodes, length - 1, image_size)
         self.length = length
-        self.index = self.store.windows(length - 1)
-
-    def __len__(self) -> int:
-        return len(self.index)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        e, t = self.index[i]
+        e, t, base = self._locate(i)
         s, n = self.store, self.length
-        base = s.offsets[e] + t
         return {
             "frames": s.frames[base : base + n],
             "actions": s.actions[e][t : t + n - 1],
