@@ -1,7 +1,11 @@
 """The encoder contract that pretraining, agents, world models and evaluation share.
 
 - input: uint8 frames ``(N, 3, H, W)`` (any H, W: they are resized to ``image_size``)
-- output: float features ``(N, feature_dim)``
+- output: float features ``(N, feature_dim)``; ``forward_map`` also gives the spatial
+  feature map ``(N, map_dim, h, w)`` (ViT patch tokens as a grid, conv activations)
+- training: methods augment float images in [0, 1], then call ``normalize`` and
+  ``forward_features`` / ``forward_map``. Encoders with ``dynamic_size`` accept other
+  input sizes (small crops); others must get ``image_size``.
 - save: ``save_encoder(enc, dir)`` writes ``encoder.safetensors`` and
   ``encoder.json`` (architecture + kwargs, image size, normalisation, method)
 - load: ``load_encoder(dir)`` rebuilds the module and loads the weights.
@@ -38,7 +42,9 @@ class Encoder(nn.Module, abc.ABC):
     """
 
     arch: ClassVar[str]
+    dynamic_size: ClassVar[bool] = False  # True: forward_* accept inputs of other sizes
     feature_dim: int
+    map_dim: int
 
     def __init__(
         self,
@@ -60,16 +66,24 @@ class Encoder(nn.Module, abc.ABC):
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
+    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] (N,3,H,W), any size -> normalised (no resize)."""
+        return (x01 - self.mean) / self.std
+
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N,3,H,W) -> normalised float (N,3,image_size,image_size)."""
         x = frames.to(self.mean.device, torch.float32, non_blocking=True) / 255.0  # never in place
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
-        return (x - self.mean) / self.std
+        return self.normalize(x)
 
     @abc.abstractmethod
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised float images (N,3,S,S) -> features (N, feature_dim)."""
+
+    @abc.abstractmethod
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float images (N,3,S,S) -> spatial feature map (N, map_dim, h, w)."""
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (N,3,H,W) -> features (N, feature_dim)."""
