@@ -4,10 +4,16 @@ Exposes the two halves MAE needs (``embed`` patches, run ``blocks`` on a token
 subset) and several poolings for frozen features. Mean pooling discards *where*
 things are, which control needs, so the default ``pool='cls+grid'`` keeps the
 CLS token plus tokens average-pooled onto a coarse ``grid x grid`` map.
+
+Inputs of other sizes (multiples of ``patch_size``, e.g. small DINO crops) work:
+positions stay fixed sin-cos, recomputed exactly for the new token grid with
+each token placed at the centre of the image area it covers, measured on the
+default grid (what interpolating the position table does, without its error).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,23 +27,43 @@ from ssl4rl.errors import UserError
 POOLS = ("cls", "mean", "cls+mean", "cls+grid")
 
 
-def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
-    """Fixed 2D sine-cosine position embedding (grid*grid, dim), as in MAE."""
+def sincos_pos_embed(dim: int, grid: int | tuple[int, int], span: int | None = None) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embedding (h*w, dim), as in MAE.
+
+    ``grid`` is tokens per side or ``(h, w)``. Without ``span`` token ``i`` sits at
+    position ``i``; with ``span`` the n tokens of an axis spread over a grid of
+    ``span`` tokens, token ``i`` at ``(i + 0.5) * span / n - 0.5`` (n == span gives ``i``).
+    """
+    def axis(n: int) -> np.ndarray:
+        pos = np.arange(n, dtype=np.float64)
+        return pos if span is None else (pos + 0.5) * span / n - 0.5
+
     def one_axis(d: int, pos: np.ndarray) -> np.ndarray:
         omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2))
         out = np.einsum("m,d->md", pos.reshape(-1), omega)
         return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
-    gy, gx = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64), indexing="ij")
+    h, w = (grid, grid) if isinstance(grid, int) else grid
+    gy, gx = np.meshgrid(axis(h), axis(w), indexing="ij")
     emb = np.concatenate([one_axis(dim // 2, gy), one_axis(dim // 2, gx)], axis=1)
     return torch.from_numpy(emb).float()
 
 
+@lru_cache(maxsize=32)
+def _resized_pos_embed(dim: int, h: int, w: int, span: int) -> torch.Tensor:
+    """Cached (1, h*w, dim) positions of an h x w token grid over a ``span``-token image."""
+    return sincos_pos_embed(dim, (h, w), span).unsqueeze(0)
+
+
 @register_arch
 class ViTEncoder(Encoder):
-    """timm ``VisionTransformer`` (CLS token, fixed sin-cos positions) with a pooling head."""
+    """timm ``VisionTransformer`` (CLS token, fixed sin-cos positions) with a pooling head.
+
+    ``num_patches`` and ``tokens_per_side`` refer to the default ``image_size``.
+    """
 
     arch = "vit"
+    dynamic_size = True
 
     def __init__(
         self,
@@ -72,6 +98,7 @@ class ViTEncoder(Encoder):
             mlp_ratio=mlp_ratio,
             num_classes=0,
             global_pool="",
+            dynamic_img_size=True,
         )
         pos = torch.cat([torch.zeros(1, embed_dim), sincos_pos_embed(embed_dim, self.tokens_per_side)])
         self.vit.pos_embed.data.copy_(pos.unsqueeze(0))
@@ -82,6 +109,7 @@ class ViTEncoder(Encoder):
             "cls+mean": 2 * embed_dim,
             "cls+grid": (1 + grid * grid) * embed_dim,
         }[pool]
+        self.map_dim = embed_dim
 
     def config(self) -> dict[str, Any]:
         return {
@@ -99,9 +127,24 @@ class ViTEncoder(Encoder):
     def num_patches(self) -> int:
         return self.tokens_per_side**2
 
+    def token_grid(self, x: torch.Tensor) -> tuple[int, int]:
+        """Token grid (h, w) of images ``x``; UserError unless both sides are multiples of the patch."""
+        height, width = x.shape[-2:]
+        p = self.patch_size
+        if height % p or width % p:
+            raise UserError(
+                f"ViT input {height}x{width} is not a multiple of patch_size {p}; crop or resize to a multiple of {p}"
+            )
+        return height // p, width // p
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> patch tokens with positions, (N, L, D), no CLS."""
-        return self.vit.patch_embed(x) + self.vit.pos_embed[:, 1:]
+        h, w = self.token_grid(x)
+        tokens = self.vit.patch_embed(x).flatten(1, 2)  # NHWC -> (N, L, D)
+        pos = self.vit.pos_embed[:, 1:]
+        if (h, w) != (self.tokens_per_side, self.tokens_per_side):
+            pos = _resized_pos_embed(self.embed_dim, h, w, self.tokens_per_side).to(pos.device, pos.dtype)
+        return tokens + pos
 
     def blocks(self, tokens: torch.Tensor) -> torch.Tensor:
         """Prepend CLS to (N, l, D) tokens, run the transformer; returns (N, 1+l, D) normed."""
@@ -109,16 +152,26 @@ class ViTEncoder(Encoder):
         x = torch.cat([cls, tokens], dim=1)
         return self.vit.norm(self.vit.blocks(self.vit.norm_pre(x)))
 
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> all tokens after the final norm, (N, 1+L, D), CLS first."""
+        return self.blocks(self.embed(x))
+
+    def _patch_map(self, patches: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (N, L, D) of images ``x`` as a map (N, D, h, w)."""
+        h, w = self.token_grid(x)
+        return patches.transpose(1, 2).reshape(x.shape[0], self.embed_dim, h, w)
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self._patch_map(self.forward_tokens(x)[:, 1:], x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.embed(x))
-        cls, patches = h[:, 0], h[:, 1:]
+        tokens = self.forward_tokens(x)
+        cls, patches = tokens[:, 0], tokens[:, 1:]
         if self.pool == "cls":
             return cls
         if self.pool == "mean":
             return patches.mean(1)
         if self.pool == "cls+mean":
             return torch.cat([cls, patches.mean(1)], dim=1)
-        n, s = x.shape[0], self.tokens_per_side
-        fmap = patches.transpose(1, 2).reshape(n, self.embed_dim, s, s)
-        pooled = F.adaptive_avg_pool2d(fmap, self.grid).flatten(1)
+        pooled = F.adaptive_avg_pool2d(self._patch_map(patches, x), self.grid).flatten(1)
         return torch.cat([cls, pooled], dim=1)
