@@ -1,32 +1,69 @@
-"""Probe a frozen encoder: ridge regression from features to physical state, R² on held-out episodes.
+"""Evaluate frozen encoders: state R² (pose / velocity), kNN, linear probe, label fractions, fine-tuning.
 
     python pretrain/eval.py encoder=runs/pretrain/<run>/encoder data.path=data/walker
+    python pretrain/eval.py encoders=runs/a/encoder,runs/b/encoder data.kind=cifar10 data.path=data/cifar10
+
+Writes eval.json, eval.md, eval_bars.png, eval_projection.png (and probe.json / probe.md
+for one frame dataset) into ``out=``; see ``ssl4rl.eval.harness``.
 """
+
+import sys
 
 import ssl4rl  # noqa: F401
 from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.data import episode_paths
 from ssl4rl.encoders import encoder_meta
-from ssl4rl.eval.report import markdown_table, probe_report
+from ssl4rl.eval.harness import evaluate
+from ssl4rl.eval.report import report_text
 from ssl4rl.resolve import resolve_encoder_path
 from ssl4rl.runs import prepare_run_dir
-from ssl4rl.utils import write_json, write_text
+
+LIST_KEYS = ("encoders", "data.path", "knn_k", "label_fractions")
+
+
+def comma_lists(argv: list[str]) -> list[str]:
+    """Let list settings be given as comma lists: ``encoders=a,b`` -> ``encoders=[a,b]``."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") in LIST_KEYS and "," in value and value[:1] not in "[\"'":
+            arg = f"{key}=[{value}]"
+        out.append(arg)
+    return out
+
+
+def as_list(value) -> list:
+    """A config value as a list: None -> [], 'a,b' -> ['a', 'b'], 20 -> [20], [a, b] -> [a, b]."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (int, float)):
+        return [value]
+    return list(value)
 
 
 def main(cfg) -> None:
-    enc = resolve_encoder_path(cfg.encoder, cfg.runs_root)
-    encoder_meta(enc)
-    episode_paths(cfg.data.path)
+    names = as_list(cfg.encoders) or [cfg.encoder]
+    encoders = [resolve_encoder_path(str(n), cfg.runs_root) for n in names]
+    for enc in encoders:
+        encoder_meta(enc)
+    paths = [str(p) for p in as_list(cfg.data.path)]
+    if cfg.data.kind == "frames":
+        for p in paths:
+            episode_paths(p)
     out, _ = prepare_run_dir(cfg.out, to_yaml(cfg))
-    report = probe_report(
-        enc, cfg.data.path, holdout=cfg.data.holdout, seed=cfg.seed, pixels_size=cfg.pixels_size,
-        batch_size=cfg.batch_size, device=cfg.device,
+    result = evaluate(
+        encoders, paths, kind=cfg.data.kind, out=out, holdout=cfg.data.holdout, seed=cfg.seed,
+        knn_k=[int(k) for k in as_list(cfg.knn_k)], temperature=cfg.knn_temperature,
+        label_fractions=[float(f) for f in as_list(cfg.label_fractions)], finetune=cfg.finetune,
+        finetune_epochs=cfg.finetune_epochs, label_state=cfg.label_state, n_bins=cfg.n_bins,
+        image_size=cfg.data.image_size, pixels_size=cfg.pixels_size, batch_size=cfg.batch_size,
+        device=cfg.device, progress=cfg.progress,
     )
-    write_json(out / "probe.json", report)
-    table = markdown_table(report)
-    write_text(out / "probe.md", table)
-    print(table)
+    print(report_text(result))
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = comma_lists(sys.argv[1:])
     run_app(__file__, "eval", main)

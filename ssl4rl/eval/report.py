@@ -1,79 +1,130 @@
-"""The probe report: an encoder next to its two baselines, as JSON and markdown."""
+"""Report formats of the evaluation harness: ``probe.json`` (state R²), markdown tables, main metrics."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from ssl4rl.data import dataset_meta, load_split
-from ssl4rl.encoders import build_encoder, encoder_meta, load_encoder
-from ssl4rl.eval.probe import encoder_featurizer, pixel_featurizer, probe_features
-from ssl4rl.runs import log
-from ssl4rl.utils import resolve_device, seed_everything
+import numpy as np
 
 
-def probe_report(
-    encoder_path: str | Path,
-    data_path: str | Path,
-    holdout: float = 0.2,
-    seed: int = 0,
-    pixels_size: int = 16,
-    batch_size: int = 256,
-    device: str = "auto",
-) -> dict[str, Any]:
-    """Probe R² of the encoder, a random init of the same architecture, and raw pixels."""
-    seed_everything(seed)
-    dev = resolve_device(device)
-    meta = encoder_meta(encoder_path)
-    encoder = load_encoder(encoder_path, device=dev)
-    train, test = load_split(data_path, holdout=holdout, seed=seed)
-    if not test:
-        from ssl4rl.errors import UserError
+def _pct(fraction: str) -> str:
+    return f"{100 * float(fraction):g}%"
 
-        raise UserError(f"{data_path}: need at least 2 episodes to hold one out for the probe")
-    random_enc = build_encoder(meta["arch"], **meta["kwargs"]).to(dev).eval()
-    candidates = {
-        f"{meta['method']} ({meta['arch']})": encoder_featurizer(encoder, batch_size),
-        f"random init ({meta['arch']})": encoder_featurizer(random_enc, batch_size),
-        f"raw pixels {pixels_size}x{pixels_size}": pixel_featurizer(pixels_size),
-    }
-    rows = []
-    for name, featurize in candidates.items():
-        with torch.inference_mode():
-            res = probe_features(featurize, train, test)
-        log.info(f"probe {name}: held-out R² {res['r2']:.3f} (dim {res['feature_dim']}, alpha {res['alpha']:g})")
-        rows.append({"name": name, **res})
-    dmeta = dataset_meta(data_path)
+
+def _mean_state(row: dict[str, Any], part: str) -> float | None:
+    """Mean over frame datasets of the pose or velocity R² (None when no dataset has that part)."""
+    vals = [s[part]["r2"] for s in row.get("state", {}).values() if s.get(part)]
+    return float(np.mean(vals)) if vals else None
+
+
+def main_metrics(row: dict[str, Any]) -> dict[str, float | None]:
+    """The headline numbers of one result row, in display order (bar chart, log, table)."""
+    out: dict[str, float | None] = {}
+    if row.get("state"):
+        out["pose R²"] = _mean_state(row, "pose")
+        out["velocity R²"] = _mean_state(row, "velocity")
+    out.update({f"kNN {k}": v for k, v in row["knn"].items()})
+    out["linear top-1"] = row["linear"]["top1"]
+    for frac, res in row["fractions"].items():
+        out[f"linear {_pct(frac)}"] = res["linear"]["top1"]
+    if "finetune" in row:
+        out["fine-tune top-1"] = row["finetune"]["top1"]
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+
+def _pretext(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "—"
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in metrics.items())
+
+
+def eval_markdown(result: dict[str, Any]) -> str:
+    """The harness table: one row per representation (encoders, random init, raw pixels)."""
+    rows = result["rows"]
+    metrics = list(dict.fromkeys(m for r in rows for m in main_metrics(r)))
+    first_k = f"k={result['knn']['k'][0]}"
+    fracs = list(rows[0]["fractions"])
+    knn_fracs = [f"kNN {first_k} {_pct(f)}" for f in fracs]
+    head = ["representation", "feature dim", "pretext (held-out)", *metrics, *knn_fracs]
+    lines = [
+        (
+            f"Evaluation on {result['kind']} data {', '.join(result['data'])}: {result['train_samples']} train / "
+            f"{result['test_samples']} held-out samples; classes = {result['labels']} "
+            f"({len(result['classes'])}); kNN T={result['knn']['temperature']:g}"
+        ),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
+    for r in rows:
+        vals = main_metrics(r)
+        cells = [r["name"], str(r["feature_dim"]), _pretext(r.get("pretext")), *(_fmt(vals.get(m)) for m in metrics)]
+        cells += [_fmt(r["fractions"][f]["knn"].get(first_k)) for f in fracs]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(result["datasets"]) > 1:
+        names = [d["name"] for d in result["datasets"]]
+        lines += ["", "| representation | " + " | ".join(f"pose R² {n} | velocity R² {n}" for n in names) + " |",
+                  "|---" * (2 * len(names) + 1) + "|"]
+        for r in rows:
+            cells = [_fmt((r["state"][n].get(part) or {}).get("r2")) for n in names for part in ("pose", "velocity")]
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_text(result: dict[str, Any]) -> str:
+    """The harness table, followed by the state-probe tables when there is one frame dataset."""
+    state = probe_json(result)
+    return eval_markdown(result) + ("" if state is None else "\n" + markdown_table(state))
+
+
+def probe_json(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The state-probe report (``probe.json``) of a harness result on one frame dataset, else None."""
+    if len(result["datasets"]) != 1:
+        return None
+    (dataset,) = result["datasets"]
+    name = dataset["name"]
     return {
-        "encoder": str(encoder_path),
-        "data": str(data_path),
-        "env": dmeta.get("env"),
-        "train_episodes": len(train),
-        "test_episodes": len(test),
-        "test_frames": int(sum(len(e.frames) for e in test)),
-        "state_names": dmeta.get("state_names") or [f"s{i}" for i in range(len(rows[0]["r2_per_dim"]))],
-        "rows": rows,
+        "encoder": next((r["encoder"] for r in result["rows"] if r["encoder"]), None),
+        "encoders": [r["encoder"] for r in result["rows"] if r["encoder"]],
+        "data": result["data"][0],
+        "env": name,
+        "train_episodes": dataset["train_episodes"],
+        "test_episodes": dataset["test_episodes"],
+        "test_frames": dataset["test_frames"],
+        "state_names": dataset["state_names"],
+        "rows": [{"name": r["name"], **r["state"][name]} for r in result["rows"]],
     }
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """Two tables: mean R² per representation, then R² per state dimension."""
+    """Two tables: R² (mean, pose, velocity) per representation, then R² per state dimension."""
     rows = report["rows"]
     lines = [
-        f"State-regression probe on {report.get('env')} ({report['train_episodes']} train / "
-        f"{report['test_episodes']} held-out episodes, {report['test_frames']} held-out frames)",
+        (
+            f"State-regression probe on {report.get('env')} ({report['train_episodes']} train / "
+            f"{report['test_episodes']} held-out episodes, {report['test_frames']} held-out frames); "
+            "pose from one frame, velocity from the features of 3 consecutive frames"
+        ),
         "",
-        "| representation | feature dim | held-out R² (mean) |",
-        "|---|---|---|",
+        "| representation | feature dim | held-out R² (mean) | pose R² | velocity R² |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {r['name']} | {r['feature_dim']} | {r['r2']:.3f} |" for r in rows]
+    lines += [
+        f"| {r['name']} | {r['feature_dim']} | {r['r2']:.3f} | {_fmt((r.get('pose') or {}).get('r2'))} "
+        f"| {_fmt((r.get('velocity') or {}).get('r2'))} |"
+        for r in rows
+    ]
+    velocity = set((rows[0].get("velocity") or {}).get("dims", []))
     lines += ["", "| state dim | " + " | ".join(r["name"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for i, name in enumerate(report["state_names"]):
-        lines.append(f"| {name} | " + " | ".join(_fmt(r["r2_per_dim"][i]) for r in rows) + " |")
+        label = f"{name} (3 frames)" if name in velocity else name
+        lines.append(f"| {label} | " + " | ".join(_r2(r["r2_per_dim"][i]) for r in rows) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(v: float | None) -> str:
+def _r2(v: float | None) -> str:
     return "n/a (constant)" if v is None else f"{v:.3f}"
