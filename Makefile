@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@echo "== demo: $(DEMO_ENV) frames -> MAE -> probe -> SAC on frozen features, in $(DEMO_DIR)"
 	$(PY) envs/collect.py env=$(DEMO_ENV) episodes=20 out=$(DEMO_DIR)/data
-	$(PY) pretrain/run.py method=mae data.path=$(DEMO_DIR)/data steps=800 batch_size=64 ckpt_every=400 out=$(DEMO_DIR)/pretrain
+	$(PY) pretrain/run.py method=mae data.path=$(DEMO_DIR)/data steps=800 method.batch_size=64 ckpt_every=400 out=$(DEMO_DIR)/pretrain
 	$(PY) pretrain/eval.py encoder=$(DEMO_DIR)/pretrain/encoder data.path=$(DEMO_DIR)/data out=$(DEMO_DIR)/probe
 	$(PY) agents/train.py env=$(DEMO_ENV) encoder=$(DEMO_DIR)/pretrain/encoder steps=30000 eval_every=10000 out=$(DEMO_DIR)/sac_mae
 	$(PY) agents/train.py env=$(DEMO_ENV) encoder=state steps=30000 eval_every=10000 video=false out=$(DEMO_DIR)/sac_state

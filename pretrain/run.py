@@ -1,30 +1,35 @@
 """Pretrain an encoder with a self-supervised method.
 
-    python pretrain/run.py method=mae data.path=data/walker
-    python pretrain/run.py method=mae data.path=data/walker out=runs/mae1   # rerun resumes
+    python pretrain/run.py method=simclr data.path=data/walker
+    python pretrain/run.py method=byol data.kind=imagefolder data.path=data/dmc_images/train
+    python pretrain/run.py method=mae data.path=data/walker out=runs/mae1     # rerun resumes
+    torchrun --nproc_per_node=2 pretrain/run.py method=simclr data.path=data/walker   # DDP
 """
 
 import ssl4rl  # noqa: F401
-from ssl4rl.cli import run_app, to_dict, to_yaml
-from ssl4rl.data import episode_paths
+from ssl4rl.cli import run_app, to_yaml
+from ssl4rl.config import register_configs
+from ssl4rl.parts import dist
 from ssl4rl.pretrain import CHECKPOINT, pretrain
 from ssl4rl.runs import log, prepare_run_dir
+from ssl4rl.utils import resolve_device
 
 
 def main(cfg) -> None:
-    episode_paths(cfg.data.path)  # fail fast, before creating the run folder
-    out, resuming = prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
-    method = to_dict(cfg.method)
-    name = method.pop("name")
-    res = pretrain(
-        cfg.data.path, out, method=name, method_kwargs=method, backbone=to_dict(cfg.backbone),
-        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-        warmup=cfg.warmup, shift_pad=cfg.shift_pad, holdout=cfg.data.holdout, log_every=cfg.log_every,
-        ckpt_every=cfg.ckpt_every, seed=cfg.seed, device=cfg.device, amp=cfg.amp,
-        channels_last=cfg.channels_last, compile=cfg.compile, progress=cfg.progress,
-    )
-    log.info(f"encoder saved to {res['encoder']} (held-out loss {res['final_val_loss']:.4f})")
+    from omegaconf import OmegaConf
+
+    from ssl4rl.pretrain import check_data_path
+
+    check_data_path(cfg.data)  # fail fast, before creating the run folder
+    dist.init_from_env(resolve_device(cfg.device).type)
+    out = cfg.out
+    if dist.rank() == 0:
+        out, _ = prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
+    res = pretrain(OmegaConf.to_object(cfg), out)
+    if dist.rank() == 0:
+        log.info(f"encoder saved to {res['encoder']} (held-out loss {res['final_val_loss']:.4f})")
 
 
 if __name__ == "__main__":
+    register_configs()
     run_app(__file__, "pretrain", main)

@@ -53,21 +53,46 @@ def _prevalidate(config_dir: Path, config_name: str, argv: list[str]) -> None:
         key, sep, value = arg.partition("=")
         if not sep:
             raise UserError(f"cannot read argument '{arg}'; overrides look like key=value, e.g. seed=1")
-        group = config_dir / key.lstrip("+~")
-        if group.is_dir() and "." not in key:
-            valid = sorted(p.stem for p in group.glob("*.yaml"))
-            if value not in valid:
-                raise UserError(f"unknown {key.lstrip('+~')} '{value}'; valid names: {', '.join(valid)}")
+        name = key.lstrip("+~")
+        valid = _group_options(config_dir, name) if "." not in key else []
+        if valid and value not in valid:
+            raise UserError(f"unknown {name} '{value}'; valid names: {', '.join(valid)}")
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             cfg = compose(config_name, overrides=argv)
     except (HydraException, OmegaConfBaseException) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        valid = ", ".join(_valid_keys(config_dir, config_name))
-        raise UserError(f"{first} (settings: {valid})") from None
+        raise UserError(_override_message(e, config_dir, config_name)) from None
     missing = _missing_keys(cfg)
     if missing:
         raise UserError(f"missing required setting {', '.join(missing)}; add e.g. {missing[0]}=<value>")
+
+
+def _override_message(e: Exception, config_dir: Path, config_name: str) -> str:
+    """One line for a rejected override: the cause (bad type or unknown key) and the valid settings."""
+    cause = e.__cause__ if e.__cause__ is not None and str(e.__cause__).strip() else e
+    lines = str(cause).strip().splitlines() or [type(e).__name__]
+    full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("full_key:")), "")
+    first = lines[0].strip()
+    if first.startswith("Value "):  # a value of the wrong type
+        return f"{full_key}: {first[0].lower() + first[1:]}; give a value of that type"
+    if first.startswith("Key ") and full_key:  # an unknown key inside a typed group
+        parent = full_key.rpartition(".")[0]
+        valid = _valid_keys(config_dir, config_name, parent)
+        return f"unknown setting '{full_key}'; valid settings{' in ' + parent if parent else ''}: {', '.join(valid)}"
+    return f"{first} (settings: {', '.join(_valid_keys(config_dir, config_name))})"
+
+
+def _group_options(config_dir: Path, group: str) -> list[str]:
+    """Options of a config group: YAML files in ``configs/<group>/`` plus structured configs
+    registered under ``group`` in Hydra's ConfigStore (e.g. every ``method=``)."""
+    from hydra.core.config_store import ConfigStore
+
+    names = {p.stem for p in (config_dir / group).glob("*.yaml")} if (config_dir / group).is_dir() else set()
+    try:
+        names |= {n.removesuffix(".yaml") for n in ConfigStore.instance().list(group)}
+    except OSError:  # no such group in the ConfigStore
+        pass
+    return sorted(names)
 
 
 def _missing_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -87,12 +112,14 @@ def _missing_keys(cfg: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def _valid_keys(config_dir: Path, config_name: str) -> list[str]:
+def _valid_keys(config_dir: Path, config_name: str, under: str = "") -> list[str]:
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         cfg = compose(config_name)
-    return [k for k in cfg.keys() if k != "hydra"]
+    node = OmegaConf.select(cfg, under) if under else cfg
+    return [k for k in node.keys() if k != "hydra"]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,201 +1,272 @@
-"""The pretraining loop shared by every SSL method: data, optimiser, checkpoints, resume."""
+"""The pretraining loop shared by every SSL method: data, optimiser, hooks, checkpoints, resume, DDP.
+
+The loop draws a raw uint8 ``Batch``, lets the method build its own inputs and loss, steps the
+optimiser, then calls the method's ``after_step`` hook (EMA teachers, queues, banks). Held-out
+metrics are computed at each checkpoint in eval mode on a fixed batch and never change the
+method's state. Under ``torchrun`` each rank draws its own batches, gradients are averaged, and
+only rank 0 writes.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
-from ssl4rl.augment import random_shift
-from ssl4rl.data import FrameDataset, dataset_meta, load_split
-from ssl4rl.encoders import build_encoder, save_encoder
+from ssl4rl.config import DataConfig, PretrainConfig
+from ssl4rl.data import dataset_meta, load_split
+from ssl4rl.data.sources import MemorySource, StreamSource
+from ssl4rl.encoders import Encoder, build_encoder, save_encoder
 from ssl4rl.errors import UserError
+from ssl4rl.methods import Batch, Method, MethodContext, build_method
+from ssl4rl.optim import build_optimizer, build_scheduler
+from ssl4rl.parts import dist
 from ssl4rl.runs import log
-from ssl4rl.ssl import build_method
 from ssl4rl.utils import atomic_path, progress_bar, resolve_device, seed_everything, write_json
 
 CHECKPOINT = "checkpoint.pt"
+DATA_KINDS = ("frames", "imagefolder", "cifar10", "stl10")
+Source = MemorySource | StreamSource
 
 
-def pretrain(
-    data_path: str | Path,
-    out: str | Path,
-    method: str = "mae",
-    method_kwargs: dict[str, Any] | None = None,
-    backbone: dict[str, Any] | None = None,
-    steps: int = 2000,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weight_decay: float = 0.05,
-    warmup: int = 100,
-    shift_pad: int = 4,
-    holdout: float = 0.2,
-    log_every: int = 50,
-    ckpt_every: int = 500,
-    seed: int = 0,
-    device: str = "auto",
-    amp: bool = False,
-    channels_last: bool = False,
-    compile: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Pretrain ``method`` on the frames in ``data_path``; write checkpoints and the encoder to ``out``.
+def open_sources(data: DataConfig, image_size: int, seed: int, batch_size: int) -> tuple[Source, Source, str | None]:
+    """(train source, held-out source, env name or None) for ``data``; images resized to ``image_size``."""
+    if data.kind not in DATA_KINDS:
+        raise UserError(f"unknown data.kind '{data.kind}'; valid: {', '.join(DATA_KINDS)}")
+    if data.kind == "frames":
+        train_eps, val_eps = load_split(data.path, holdout=data.holdout, seed=seed)
+        train = MemorySource.from_episodes(train_eps, image_size, data.positive, data.k)
+        val = MemorySource.from_episodes(val_eps, image_size, data.positive, data.k) if val_eps else train
+        return train, val, dataset_meta(data.path).get("env")
+    if data.positive != "augment":
+        raise UserError(
+            f"data.positive={data.positive} needs env frame episodes (data.kind=frames), not data.kind={data.kind}; "
+            "use data.positive=augment"
+        )
+    from ssl4rl.data.images import LabelledImages, open_images
 
-    Resumes from ``out/checkpoint.pt`` when present. Returns the results dict
-    (also ``out/results.json``); the encoder is saved in ``out/encoder``.
+    images = open_images(data.kind, data.path, image_size, train=True)
+    if isinstance(images, LabelledImages):
+        tr, te = images.split(data.holdout, seed) if data.holdout > 0 else (images, images)
+        return MemorySource(tr.images, tr.labels), MemorySource(te.images, te.labels), None
+    gen = torch.Generator().manual_seed(seed + 7919 * dist.rank())
+    train_stream = StreamSource(images, batch_size, gen, data.workers)
+    return train_stream, train_stream, None
+
+
+def check_data_path(data: DataConfig) -> None:
+    """One-line UserError when ``data.path`` cannot hold data of ``data.kind`` (checked before a run folder is made)."""
+    if data.kind not in DATA_KINDS:
+        raise UserError(f"unknown data.kind '{data.kind}'; valid: {', '.join(DATA_KINDS)}")
+    if data.kind == "frames":
+        from ssl4rl.data import episode_paths
+
+        episode_paths(data.path)
+    elif not Path(data.path).is_dir():
+        raise UserError(f"data.path={data.path}: folder not found (data.kind={data.kind}); put the images there first")
+
+
+def _image_stats(train: Source, seed: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of up to 4096 training images in [0, 1]."""
+    batch = train.sample(min(4096, max(1, len(train))), torch.Generator().manual_seed(seed + 3)).images
+    x = batch.float() / 255
+    return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).clamp_min(1e-3).tolist()
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
+    """Pretrain ``cfg.method`` on ``cfg.data``; write checkpoints, metrics, figures and the encoder to ``out``.
+
+    Resumes from ``out/checkpoint.pt`` when present. Returns the results dict (also
+    ``out/results.json``); the exported encoder is saved in ``out/encoder``.
     """
-    out = Path(out)
-    if steps < 1:
-        raise UserError(f"steps={steps}: pretrain for at least one optimizer step")
-    seed_everything(seed)
-    dev = resolve_device(device)
-    backbone = dict(backbone or {"arch": "vit"})
+    out, m = Path(out), cfg.method
+    for key, value in (("steps", cfg.steps), ("method.batch_size", m.batch_size), ("ckpt_every", cfg.ckpt_every), ("log_every", cfg.log_every)):
+        if value < 1:
+            raise UserError(f"{key}={value}: must be at least 1")
+    seed_everything(cfg.seed)
+    dev = resolve_device(cfg.device)
+    world, rank = dist.world_size(), dist.rank()
+    if m.batch_size % world:
+        raise UserError(f"method.batch_size={m.batch_size} is not divisible by the {world} processes; choose a multiple of {world}")
+    local_bs = m.batch_size // world
+    backbone = dict(cfg.backbone)
     arch = backbone.pop("arch")
-    train_eps, val_eps = load_split(data_path, holdout=holdout, seed=seed)
     encoder = build_encoder(arch, **backbone)
-    train = FrameDataset(train_eps, image_size=encoder.image_size)
-    val = FrameDataset(val_eps, image_size=encoder.image_size) if val_eps else train
-    x01 = train.frames[:: max(1, len(train) // 4096)].float() / 255
-    encoder.set_normalization(x01.mean((0, 2, 3)).tolist(), x01.std((0, 2, 3)).clamp_min(1e-3).tolist())
-    gen = torch.Generator().manual_seed(seed)
-    model = build_method(method, encoder, generator=gen, **(method_kwargs or {})).to(dev)
-    if channels_last:
+    train, val, env = open_sources(cfg.data, encoder.image_size, cfg.seed, local_bs)
+    if len(train) < m.batch_size:
+        raise UserError(
+            f"{cfg.data.path}: {len(train)} training images, fewer than method.batch_size={m.batch_size}; "
+            "collect more data or lower method.batch_size"
+        )
+    encoder.set_normalization(*_image_stats(train, cfg.seed))
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own batches
+    ctx = MethodContext(
+        generator=gen, total_steps=cfg.steps, num_samples=len(train), batch_size=m.batch_size,
+        all_batches=lambda: (b.to(dev) for b in train.in_order(256)),
+    )
+    model = build_method(m, encoder, ctx).to(dev)
+    if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_with_warmup(s, warmup, steps))
-    step = 0
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
-        if int(ck["step"]) >= steps and (out / "results.json").exists():
-            raise UserError(
-                f"out={out} already holds a finished run ({ck['step']} steps); "
-                f"choose a new out= or a larger steps= to continue it"
-            )
-        try:
-            model.load_state_dict(ck["model"])
-        except RuntimeError:
-            raise UserError(
-                f"{ckpt_path}: checkpoint does not fit method={method} with this backbone; "
-                "resume with the run's original settings (its config.yaml) or choose a new out="
-            ) from None
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        gen.set_state(ck["generator"])
-        torch.set_rng_state(ck["torch_rng"])
-        step = int(ck["step"])
-        log.info(f"resumed from {ckpt_path} at step {step}")
-    step_fn = torch.compile(model.training_step) if compile else model.training_step
-    autocast = (
-        torch.autocast(dev.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    )
-    vis_batch = encoder.preprocess(val.frames[torch.linspace(0, len(val) - 1, 8).long()].to(dev))
-    writer = SummaryWriter(str(out / "tb"))
+    opt = build_optimizer(model.param_groups(), m.optimizer, m.lr, m.momentum)
+    sched = build_scheduler(opt, m.warmup, cfg.steps)
+    step = _maybe_resume(out / CHECKPOINT, model, opt, sched, gen, cfg)
+    step_fn = torch.compile(model.training_step) if cfg.compile else model.training_step
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.amp else contextlib.nullcontext()
+    val_batch = val.sample(min(m.batch_size, len(val)), torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
+    writer = _writer(out) if rank == 0 else None
     log.info(
-        f"pretrain {method} ({arch}, {sum(p.numel() for p in params) / 1e6:.2f}M params) on "
-        f"{len(train)} frames ({len(train_eps)} episodes, {len(val_eps)} held out), device {dev}"
+        f"pretrain {m.name} ({arch}, {sum(p.numel() for p in params) / 1e6:.2f}M trainable params) on "
+        f"{len(train)} images ({cfg.data.kind}), batch {m.batch_size} on {world} process(es), device {dev}"
     )
+    model.on_train_start()
     t0, logs = time.time(), {}
-    bar = progress_bar(total=steps, initial=step, desc=f"pretrain {method}", unit="step", disable=not progress)
+    bar = progress_bar(total=cfg.steps, initial=step, desc=f"pretrain {m.name}", unit="step", disable=not cfg.progress or rank > 0)
     model.train()
-    while step < steps:
-        batch = train.sample(batch_size, gen).to(dev, non_blocking=True)
-        images = random_shift(encoder.preprocess(batch), shift_pad, gen)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+    while step < cfg.steps:
+        batch = train.sample(local_bs, gen).to(dev)
+        if cfg.channels_last:
+            batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with autocast:
-            loss, logs = step_fn(images)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr= (was {lr})")
+            loss, logs = step_fn(batch, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        dist.average_gradients(params)
         opt.step()
         sched.step()
         step += 1
+        model.after_step(step)
         bar.update(1)
-        if step % log_every == 0 or step == steps:
-            for k, v in logs.items():
-                writer.add_scalar(f"train/{k}", v, step)
-            writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-        if step % ckpt_every == 0 or step == steps:
-            val_loss = _val_loss(model, val, encoder, batch_size, seed)
-            writer.add_scalar("val/loss", val_loss, step)
-            with _fixed_masks(model, seed):  # figures must not consume the training RNG
-                model.save_figures(vis_batch, out, step)
-            _save_checkpoint(ckpt_path, model, opt, sched, gen, step)
-            log.info(f"step {step}: train loss {logs['loss']:.4f}, held-out loss {val_loss:.4f}")
+        if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or step == cfg.steps:
+            scalars = {k: float(v) for k, v in logs.items()}
+            if not math.isfinite(scalars["loss"]):
+                raise UserError(f"loss became {scalars['loss']} at step {step}; lower method.lr (was {m.lr})")
+            if writer is not None:
+                for k, v in scalars.items():
+                    writer.add_scalar(f"train/{k}", v, step)
+                writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}", refresh=False)
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            val_metrics = held_out_metrics(model, val_batch, step, cfg.seed)
+            if rank == 0:
+                for k, v in val_metrics.items():
+                    writer.add_scalar(f"val/{k}", v, step)  # type: ignore[union-attr]
+                with _fixed_rng(model, cfg.seed):  # figures must not consume the training RNG
+                    model.save_figures(val_batch, out, step)
+            _save_checkpoint(out / CHECKPOINT, model, opt, sched, gen, step)
+            log.info(f"step {step}: train loss {float(logs['loss']):.4f}, held-out {_fmt(val_metrics)}")
     bar.close()
-    writer.close()
-    meta = dataset_meta(data_path)
-    enc_dir = save_encoder(
-        encoder.cpu(),
-        out / "encoder",
-        method=method,
-        method_hparams=model.hparams(),
-        steps=steps,
-        data=str(data_path),
-        env=meta.get("env"),
-    )
+    val_metrics = held_out_metrics(model, val_batch, step, cfg.seed)
     results = {
-        "method": method,
+        "method": m.name,
         "arch": arch,
-        "steps": steps,
-        "final_train_loss": logs.get("loss"),
-        "final_val_loss": _val_loss(model.cpu(), val, encoder, batch_size, seed),
+        "steps": cfg.steps,
+        "final_train_loss": float(logs["loss"]) if logs else None,
+        "final_val_loss": val_metrics["loss"],
+        "val_metrics": val_metrics,
         "seconds_this_session": round(time.time() - t0, 1),
-        "encoder": str(enc_dir),
-        "frames": len(train),
+        "images": len(train),
+        "processes": world,
     }
-    write_json(out / "results.json", results)
+    if rank == 0:
+        writer.close()  # type: ignore[union-attr]
+        enc_dir = save_encoder(
+            _cpu_copy(model.export_encoder()), out / "encoder", method=m.name, method_hparams=model.hparams(),
+            steps=cfg.steps, data=str(cfg.data.path), data_kind=cfg.data.kind, env=env, val_metrics=val_metrics,
+        )
+        results["encoder"] = str(enc_dir)
+        write_json(out / "results.json", results)
     return results
 
 
-def _cosine_with_warmup(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 @torch.no_grad()
-def _val_loss(model: torch.nn.Module, val: FrameDataset, encoder: torch.nn.Module, batch_size: int, seed: int) -> float:
-    """Held-out loss on a fixed batch (fixed masks), comparable across steps."""
-    with _fixed_masks(model, seed) as g:
-        model.eval()
-        idx = torch.randint(len(val), (min(batch_size, len(val)),), generator=g)
-        loss, _ = model.training_step(encoder.preprocess(val.frames[idx]))
-        model.train()
-    return float(loss.item())
+def held_out_metrics(model: Method, batch: Batch, step: int, seed: int) -> dict[str, float]:
+    """The method's logs on a fixed held-out batch, in eval mode with a fixed RNG (comparable
+    across steps); the method's buffers and the training RNG are left untouched."""
+    was_training = model.training
+    model.eval()
+    with _fixed_rng(model, seed):
+        _, logs = model.training_step(batch, step)
+    model.train(was_training)
+    return {k: float(v) for k, v in logs.items()}
 
 
 @contextlib.contextmanager
-def _fixed_masks(model: Any, seed: int) -> Any:
+def _fixed_rng(model: Method, seed: int) -> Any:
     """Give the method a fresh generator (and torch RNG) for evaluation, then restore both."""
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)
-        g = torch.Generator().manual_seed(seed + 1)
-        old, model.generator = getattr(model, "generator", None), g
+        old, model.generator = model.generator, torch.Generator().manual_seed(seed + 1)
         try:
-            yield g
+            yield
         finally:
             model.generator = old
 
 
-def _save_checkpoint(path: Path, model: Any, opt: Any, sched: Any, gen: torch.Generator, step: int) -> None:
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def _writer(out: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tb"))
+
+
+def _cpu_copy(encoder: Encoder) -> Encoder:
+    import copy
+
+    return copy.deepcopy(encoder).cpu()
+
+
+def _maybe_resume(path: Path, model: Method, opt: Any, sched: Any, gen: torch.Generator, cfg: PretrainConfig) -> int:
+    """Load ``path`` into the run's state if it exists; returns the step to continue from."""
+    if not path.exists():
+        return 0
+    ck = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
+    if int(ck["step"]) >= cfg.steps and (path.parent / "results.json").exists():
+        raise UserError(
+            f"out={path.parent} already holds a finished run ({ck['step']} steps); "
+            f"choose a new out= or a larger steps= to continue it"
+        )
+    try:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+    except (RuntimeError, ValueError, KeyError):
+        raise UserError(
+            f"{path}: checkpoint does not fit method={cfg.method.name} with this backbone; "
+            "resume with the run's original settings (its config.yaml) or choose a new out="
+        ) from None
+    sched.load_state_dict(ck["sched"])
+    gens = ck["generators"]
+    if gens.shape[0] != dist.world_size():
+        raise UserError(
+            f"{path}: saved by {gens.shape[0]} process(es), resumed with {dist.world_size()}; resume with the same process count"
+        )
+    gen.set_state(gens[dist.rank()])
+    torch.set_rng_state(ck["torch_rng"])
+    log.info(f"resumed from {path} at step {int(ck['step'])}")
+    return int(ck["step"])
+
+
+def _save_checkpoint(path: Path, model: Method, opt: Any, sched: Any, gen: torch.Generator, step: int) -> None:
+    """Rank 0 writes model, optimiser, schedule, every rank's generator, the torch RNG and the step."""
+    gens = dist.gather_nograd(gen.get_state().unsqueeze(0))
+    if dist.rank() != 0:
+        return
     state = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
         "sched": sched.state_dict(),
-        "generator": gen.get_state(),
+        "generators": gens,
         "torch_rng": torch.get_rng_state(),
         "step": step,
+        "config": dataclasses.asdict(model.cfg),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

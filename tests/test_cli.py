@@ -24,7 +24,7 @@ def test_tiny_end_to_end(tmp_path):
     p = run("envs/collect.py", "env=dmc_cartpole", "episodes=3", "image_size=32", f"out={data}")
     assert "Warning" not in p.stderr and "DISPLAY" not in p.stderr and "Traceback" not in p.stderr
     assert len(list(data.glob("episode_*.npz"))) == 3
-    run("pretrain/run.py", "method=mae", f"data.path={data}", "steps=4", "batch_size=8", "ckpt_every=2",
+    run("pretrain/run.py", "method=mae", f"data.path={data}", "steps=4", "method.batch_size=8", "ckpt_every=2",
         f"out={pre}", *TINY_VIT)
     assert (pre / "encoder" / "encoder.safetensors").exists() and list(pre.glob("recon_step*.png"))
     p = run("pretrain/eval.py", f"encoder={pre}/encoder", f"data.path={data}", f"out={probe}")
@@ -43,7 +43,7 @@ def test_tiny_end_to_end(tmp_path):
 
 
 def test_pretrain_rerun_resumes(tmp_path, tiny_dataset):
-    args = ["method=mae", f"data.path={tiny_dataset}", "batch_size=8", "ckpt_every=2", f"out={tmp_path / 'p'}", *TINY_VIT]
+    args = ["method=mae", f"data.path={tiny_dataset}", "method.batch_size=8", "ckpt_every=2", f"out={tmp_path / 'p'}", *TINY_VIT]
     run("pretrain/run.py", "steps=2", *args)
     p = run("pretrain/run.py", "steps=4", *args)
     assert "resumed from" in p.stderr and "at step 2" in p.stderr

@@ -8,13 +8,31 @@ from safetensors.torch import load_file
 from ssl4rl.encoders import build_encoder, load_encoder
 from ssl4rl.errors import UserError
 from ssl4rl.losses import masked_patch_mse
-from ssl4rl.pretrain import pretrain
-from ssl4rl.ssl import build_method
-from ssl4rl.ssl.utils import gather_tokens, patchify, random_token_mask, unpatchify
+from ssl4rl.config import DataConfig, PretrainConfig
+from ssl4rl.methods import Batch, MethodContext, build_method, default_config
+from ssl4rl.parts.patches import gather_tokens, patchify, random_token_mask, unpatchify
+from ssl4rl.pretrain import pretrain as _pretrain
 
 VIT = dict(image_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
 BACKBONE = {"arch": "vit", **VIT}
-TINY = dict(batch_size=8, ckpt_every=3, log_every=3, backbone=BACKBONE, progress=False, device="cpu")
+TINY = dict(ckpt_every=3, log_every=3, backbone=BACKBONE, progress=False, device="cpu")
+
+
+def pretrain(data, out, steps, method="mae", batch_size=8, seed=0, **kw):
+    """The loop with a tiny config (keyword overrides of PretrainConfig fields)."""
+    cfg = PretrainConfig(method=default_config(method, batch_size=batch_size), data=DataConfig(path=str(data)),
+                         steps=steps, seed=seed, **kw)
+    return _pretrain(cfg, out)
+
+
+def mae_model(enc, seed=None, **options):
+    gen = torch.Generator().manual_seed(seed) if seed is not None else torch.Generator()
+    return build_method(default_config("mae", **options), enc, MethodContext(generator=gen))
+
+
+def _batch(n=2, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g), torch.arange(n))
 
 
 def _images(n=4, size=32, seed=0):
@@ -58,7 +76,7 @@ def test_patchify_unpatchify_round_trip():
 def test_mae_forward_encoder_sees_only_visible_tokens():
     torch.manual_seed(0)
     enc = build_encoder("vit", **{**VIT, "patch_size": 4})  # 64 patches
-    mae = build_method("mae", enc, generator=torch.Generator().manual_seed(0))
+    mae = mae_model(enc, seed=0)
     seen = []
     enc.vit.blocks.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape))
     dec_in = []
@@ -94,14 +112,14 @@ def test_mae_forward_encoder_sees_only_visible_tokens():
 def test_mae_training_step_and_figures(tmp_path):
     torch.manual_seed(0)
     enc = build_encoder("vit", **VIT)
-    mae = build_method("mae", enc, generator=torch.Generator().manual_seed(0), decoder_depth=1)
-    loss, logs = mae.training_step(_images(n=2))
-    assert logs["loss"] == pytest.approx(loss.item())
-    assert logs["mask_ratio"] == pytest.approx(0.75)
+    mae = mae_model(enc, seed=0, decoder_depth=1)
+    loss, logs = mae.training_step(_batch(n=2), 0)
+    assert float(logs["loss"]) == pytest.approx(loss.item())
+    assert float(logs["mask_ratio"]) == pytest.approx(0.75)
     assert mae.hparams()["decoder_depth"] == 1
     masked, recon = mae.reconstruct(_images(n=2))
     assert masked.shape == recon.shape == (2, 3, 32, 32)
-    paths = mae.save_figures(_images(n=2), tmp_path, step=5)
+    paths = mae.save_figures(_batch(n=2), tmp_path, step=5)
     assert [p.name for p in paths] == ["recon_step0000005.png"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -109,13 +127,13 @@ def test_mae_training_step_and_figures(tmp_path):
 def test_mae_reduces_loss_on_fixed_batch():
     torch.manual_seed(0)
     enc = build_encoder("vit", **VIT)
-    mae = build_method("mae", enc, decoder_depth=1, decoder_dim=32)
-    images = _images(n=4)
+    mae = mae_model(enc, decoder_depth=1, decoder_dim=32, shift_pad=0)
+    images = _batch(n=4)
     opt = torch.optim.Adam(mae.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
         mae.generator = torch.Generator().manual_seed(1)  # same masks every step
-        loss, _ = mae.training_step(images)
+        loss, _ = mae.training_step(images, 0)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -164,15 +182,15 @@ def test_masked_patch_mse_norm_pix_target():
 
 def test_build_method_errors():
     with pytest.raises(UserError) as exc:
-        build_method("nope", build_encoder("vit", **VIT))
+        default_config("nope")
     msg = str(exc.value)
     assert "\n" not in msg and "nope" in msg and "mae" in msg
     with pytest.raises(UserError) as exc:
-        build_method("mae", build_encoder("conv", image_size=32))
+        mae_model(build_encoder("conv", image_size=32))
     msg = str(exc.value)
     assert "\n" not in msg and "vit" in msg and "conv" in msg
     with pytest.raises(UserError) as exc:
-        build_method("mae", build_encoder("vit", **VIT), mask_ratioo=0.5)
+        default_config("mae", mask_ratioo=0.5)
     assert "mask_ratioo" in str(exc.value)
 
 
@@ -257,6 +275,9 @@ def test_pretrain_errors(tiny_dataset, tmp_path):
     assert str(tmp_path / "no_data") in str(exc.value)
     with pytest.raises(UserError):
         pretrain(tiny_dataset, tmp_path / "out2", steps=1, method="nope", **TINY)
+    with pytest.raises(UserError) as exc:
+        pretrain(tiny_dataset, tmp_path / "out4", steps=1, batch_size=100000, **TINY)
+    assert "batch_size" in str(exc.value) and "\n" not in str(exc.value)
     with pytest.raises(UserError):
         pretrain(tiny_dataset, tmp_path / "out3", steps=1, **{**TINY, "backbone": {"arch": "conv", "image_size": 32}})
 

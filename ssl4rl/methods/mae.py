@@ -7,40 +7,45 @@ normalised pixels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ssl4rl.augment import random_shift
 from ssl4rl.encoders import ViTEncoder
 from ssl4rl.encoders.vit import sincos_pos_embed
 from ssl4rl.losses import masked_patch_mse
-from ssl4rl.ssl.base import SSLMethod
-from ssl4rl.ssl.utils import gather_tokens, patchify, random_token_mask, unpatchify
+from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.parts.patches import gather_tokens, patchify, random_token_mask, unpatchify
 
 
-class MAE(SSLMethod):
+@dataclass
+class MAEConfig(MethodConfig):
+    """MAE recipe for 64 px frames: AdamW, lr 1e-3, batch 128, DrQ random shift as the only augmentation."""
+
+    name: str = "mae"
+    mask_ratio: float = 0.75
+    decoder_dim: int = 64
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    norm_pix_loss: bool = True
+    shift_pad: int = 4  # DrQ-style random shift (0 = off)
+
+
+class MAE(Method):
     """Masked autoencoder over a ``ViTEncoder``."""
 
     name = "mae"
-    needs_arch = "vit"
+    Config = MAEConfig
+    needs_arch = ("vit",)
 
-    def __init__(
-        self,
-        encoder: ViTEncoder,
-        mask_ratio: float = 0.75,
-        decoder_dim: int = 64,
-        decoder_depth: int = 2,
-        decoder_heads: int = 4,
-        norm_pix_loss: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__(encoder)
-        self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
-        self.decoder_dim, self.decoder_depth, self.decoder_heads = decoder_dim, decoder_depth, decoder_heads
-        self.generator = generator
+    def __init__(self, encoder: ViTEncoder, cfg: MAEConfig, ctx: MethodContext) -> None:
+        super().__init__(encoder, cfg, ctx)
+        self.mask_ratio, self.norm_pix_loss = cfg.mask_ratio, cfg.norm_pix_loss
+        decoder_dim, decoder_depth, decoder_heads = cfg.decoder_dim, cfg.decoder_depth, cfg.decoder_heads
         p, length = encoder.patch_size, encoder.num_patches
         self.decoder_embed = nn.Linear(encoder.embed_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
@@ -51,15 +56,6 @@ class MAE(SSLMethod):
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, p * p * 3)
         self.length = length
-
-    def hparams(self) -> dict[str, Any]:
-        return {
-            "mask_ratio": self.mask_ratio,
-            "decoder_dim": self.decoder_dim,
-            "decoder_depth": self.decoder_depth,
-            "decoder_heads": self.decoder_heads,
-            "norm_pix_loss": self.norm_pix_loss,
-        }
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images (N,3,S,S) -> (loss, predicted patches (N,L,P), mask (N,L) True=hidden)."""
@@ -80,9 +76,14 @@ class MAE(SSLMethod):
         loss = masked_patch_mse(pred, target, mask, norm_pix=self.norm_pix_loss)
         return loss, pred, mask
 
-    def training_step(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, _, mask = self(images)
-        return loss, {"loss": loss.item(), "mask_ratio": mask.float().mean().item()}
+    def inputs(self, batch: Batch) -> torch.Tensor:
+        """uint8 batch -> shifted, normalised images."""
+        x = random_shift(batch.images.float() / 255, self.cfg.shift_pad, self.generator)
+        return self.encoder.normalize(x)
+
+    def training_step(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, _, mask = self(self.inputs(batch))
+        return loss, {"loss": loss.detach(), "mask_ratio": mask.float().mean()}
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,11 +99,12 @@ class MAE(SSLMethod):
         recon = unpatchify(pred * m + target * (1 - m), enc.patch_size)
         return masked, recon
 
-    def save_figures(self, images: torch.Tensor, folder: Path, step: int) -> list[Path]:
+    def save_figures(self, batch: Batch, folder: Path, step: int) -> list[Path]:
         from ssl4rl.viz import save_image_rows
 
         was_training = self.training
         self.eval()
+        images = self.encoder.preprocess(batch.images)
         masked, recon = self.reconstruct(images)
         self.train(was_training)
         enc = self.encoder

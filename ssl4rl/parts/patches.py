@@ -1,4 +1,4 @@
-"""Shared SSL mechanics: patchify / unpatchify and random token masking."""
+"""Patches and token masks: patchify / unpatchify, random token masking, token gathering."""
 
 from __future__ import annotations
 

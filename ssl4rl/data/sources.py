@@ -1,0 +1,114 @@
+"""Batch sources for pretraining: in memory (frames, small image sets) or streamed (large sets).
+
+Every source yields ``ssl4rl.methods.base.Batch`` objects: uint8 images, their sample indices,
+optional labels and, for env frames with ``positive='temporal'``, the frame ``k`` steps later
+in the same episode (ATC / VINCE-style temporal positives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ssl4rl.data.datasets import _EpisodeStore
+from ssl4rl.data.episodes import Episode
+from ssl4rl.errors import UserError
+from ssl4rl.methods.base import Batch
+
+POSITIVES = ("augment", "temporal")
+
+
+class MemorySource:
+    """uint8 images held in memory; ``sample`` draws a random batch by tensor indexing (the
+    fast path on a CPU: no DataLoader collation).
+
+    ``episodes`` (per-episode frame counts) enables ``positive='temporal'``: each anchor frame
+    t is drawn among frames with t + k in the same episode, and the batch carries frame t + k.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        episode_lengths: Sequence[int] | None = None,
+        positive: str = "augment",
+        k: int = 3,
+    ) -> None:
+        if positive not in POSITIVES:
+            raise UserError(f"unknown data.positive '{positive}'; valid: {', '.join(POSITIVES)}")
+        self.images, self.labels, self.positive, self.k = images, labels, positive, k
+        self.anchors: torch.Tensor | None = None
+        if positive == "temporal":
+            if episode_lengths is None:
+                raise UserError(
+                    "data.positive=temporal needs env frame episodes (pairs of frames k steps apart); "
+                    "an image set has no time axis: use data.positive=augment"
+                )
+            if k < 1:
+                raise UserError(f"data.k={k}: temporal positives need k >= 1")
+            offsets = np.concatenate([[0], np.cumsum(episode_lengths)])
+            anchors = [np.arange(o, o + n - k) for o, n in zip(offsets[:-1], episode_lengths, strict=True) if n > k]
+            if not anchors:
+                raise UserError(f"data.k={k} is longer than every episode; use a smaller data.k")
+            self.anchors = torch.from_numpy(np.concatenate(anchors))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """A random batch (with replacement), drawn with ``generator``."""
+        if self.anchors is not None:
+            idx = self.anchors[torch.randint(len(self.anchors), (batch_size,), generator=generator)]
+            positive = self.images[idx + self.k]
+        else:
+            idx = torch.randint(len(self.images), (batch_size,), generator=generator)
+            positive = None
+        labels = self.labels[idx] if self.labels is not None else None
+        return Batch(self.images[idx], idx, positive, labels)
+
+    def in_order(self, batch_size: int) -> Iterator[Batch]:
+        """Every sample once, in order, in batches (no positives)."""
+        for start in range(0, len(self.images), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(self.images)))
+            yield Batch(self.images[idx], idx, None, self.labels[idx] if self.labels is not None else None)
+
+    @classmethod
+    def from_episodes(
+        cls, episodes: Sequence[Episode], image_size: int, positive: str = "augment", k: int = 3
+    ) -> MemorySource:
+        """Frames of env episodes, resized once to ``image_size``."""
+        store = _EpisodeStore(episodes, image_size)
+        return cls(store.frames, None, store.lengths.tolist(), positive, k)
+
+
+class StreamSource:
+    """A dataset too large for memory, read by a DataLoader with workers. Items are
+    (uint8 (3,S,S), label, index). Batches are drawn with replacement from ``generator``."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator, workers: int = 2) -> None:
+        self.dataset = dataset
+        sampler = torch.utils.data.RandomSampler(
+            dataset, replacement=True, num_samples=1 << 62, generator=generator  # type: ignore[arg-type]
+        )
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0
+        )
+        self._it: Iterator | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """The next batch from the loader (its sampler holds the generator)."""
+        if self._it is None:
+            self._it = iter(self.loader)
+        images, labels, index = next(self._it)
+        return Batch(images, index.long(), None, labels.long())
+
+    def in_order(self, batch_size: int) -> Iterator[Batch]:
+        """Every sample once, in order, in batches."""
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=False)
+        for images, labels, index in loader:
+            yield Batch(images, index.long(), None, labels.long())
