@@ -56,10 +56,10 @@ def test_classification_outputs_match_hand_computation():
 
 def test_default_tile_sizes_for_32_to_84_px():
     vit = build_encoder("vit", **VIT)
-    assert (jigsaw_layout(32, 0.85).tile, jigsaw_layout(84, 0.85).tile) == (8, 24)
+    assert (jigsaw_layout(32, 0.85, 0.88).tile, jigsaw_layout(84, 0.85, 0.88).tile) == (8, 20)
     assert (relpos_layout(32).tile, relpos_layout(84).tile) == (7, 20)
     for size in (32, 48, 64, 84):
-        for layout in (jigsaw_layout(size, 0.85), relpos_layout(size)):
+        for layout in (jigsaw_layout(size, 0.85, 0.88), relpos_layout(size)):
             assert layout.extent <= size and layout.stride > layout.tile and layout.jitter > 0
     assert [tile_input_size(vit, t) for t in (7, 8, 16, 20, 24)] == [16, 16, 16, 24, 24]
     assert tile_input_size(build_encoder("conv", image_size=32), 8) == 32  # fixed-size encoders get their size
@@ -67,6 +67,8 @@ def test_default_tile_sizes_for_32_to_84_px():
         relpos_layout(32, patch=12)
     with pytest.raises(UserError, match="tile_frac"):
         jigsaw_layout(32, 1.5)
+    with pytest.raises(UserError, match="grid_frac"):
+        jigsaw_layout(32, 0.85, 0.0)
 
 
 # ---------------------------------------------------------------- rotation

@@ -1,19 +1,19 @@
 """Jigsaw puzzles (Noroozi & Favaro, 2016): shuffle 3x3 tiles of an image with one of a fixed set
 of permutations and classify which permutation was used.
 
-Faithful details: the image is divided into a 3x3 grid of cells and a smaller tile (``tile_frac``
-of the cell side; the paper's 64 of 75 px) is cut at a random position inside each cell, so
-tiles have random gaps between them; every tile goes through the same encoder (siamese), a
-shared layer per tile, the features concatenated in the shuffled order, then an MLP classifies
-among ``num_permutations`` (64) permutations chosen greedily for maximal Hamming distance from a
-fixed seed (stored as a buffer). Against low-level shortcuts: each tile is normalised to zero
-mean and unit std per channel, images are turned grayscale with probability 0.3, and each colour
-channel of a colour tile is shifted by up to ``channel_shift`` px (the paper: +-2 px on 64 px tiles).
+Faithful details: a square of ``grid_frac`` of the frame side (the paper's 225 of 256 px) at a
+random place is divided into a 3x3 grid of cells, and a smaller tile (``tile_frac`` of the cell
+side; the paper's 64 of 75 px) is cut at a random position inside each cell, so tiles have random
+gaps between them; every tile goes through the same encoder (siamese), a shared layer per tile,
+the features concatenated in the shuffled order, then an MLP classifies among
+``num_permutations`` (64) permutations chosen greedily for maximal Hamming distance from a fixed
+seed (stored as a buffer). Against low-level shortcuts: each tile is normalised to zero mean and
+unit std per channel, images are turned grayscale with probability 0.3, and each colour channel
+of a colour tile is shifted by up to ``channel_shift`` px (the paper: +-2 px on 64 px tiles).
 Deviations: the permutation set's greedy score is the minimum distance to the chosen set with the
-paper's summed distance breaking ties (same average distance, minimum 7 instead of 2 for 64;
-see ``ssl4rl.parts.tiles.maximal_hamming_permutations``); the grid covers the whole frame (no
-extra random crop); tiles are resized to a size the encoder accepts (``tile_size``, derived by
-default); AdamW for short CPU runs.
+paper's summed distance breaking ties (same average distance, minimum 7 instead of 2 for 64; see
+``ssl4rl.parts.tiles.maximal_hamming_permutations``); tiles are resized to a size the encoder
+accepts (``tile_size``, derived by default); AdamW for short CPU runs.
 """
 
 from __future__ import annotations
@@ -42,13 +42,15 @@ GRID = 3
 
 @dataclass
 class JigsawConfig(MethodConfig):
-    """Jigsaw recipe for 32-84 px: 64 permutations, tiles 0.85 of a cell (8 px at 32, 24 px at 84)
-    resized to a multiple of the ViT patch (16 / 24 px), batch 64 images (576 tiles)."""
+    """Jigsaw recipe for 32-84 px: 64 permutations, a grid over 0.88 of the frame, tiles 0.85 of a
+    cell (8 px at 32, 20 px at 84) resized to a multiple of the ViT patch (16 / 24 px), batch 64
+    images (576 tiles)."""
 
     name: str = "jigsaw"
     batch_size: int = 64
     num_permutations: int = 64
     permutation_seed: int = 0
+    grid_frac: float = 0.88  # side of the randomly placed square the grid covers / frame side (the paper: 225 / 256)
     tile_frac: float = 0.85  # tile side / cell side (the paper: 64 / 75); 1 = no gaps, no jitter
     tile_size: int = 0  # px tiles are resized to for the encoder (0: derived; fixed-size encoders: their size)
     channel_shift: int = 1  # colour channels of colour tiles shifted by up to this many px
@@ -57,12 +59,13 @@ class JigsawConfig(MethodConfig):
     hidden: int = 512
 
 
-def jigsaw_layout(size: int, tile_frac: float) -> GridLayout:
-    """3x3 cells of ``size // 3`` px, each holding a tile of ``round(tile_frac * cell)`` px at a
-    uniform random position inside the cell."""
-    if not 0.0 < tile_frac <= 1.0:
-        raise UserError(f"method.tile_frac={tile_frac}: must be in (0, 1] (tile side / cell side)")
-    cell = size // GRID
+def jigsaw_layout(size: int, tile_frac: float, grid_frac: float = 1.0) -> GridLayout:
+    """3x3 cells of ``int(grid_frac * size) // 3`` px (the grid at a random place in the frame),
+    each holding a tile of ``round(tile_frac * cell)`` px at a uniform random position inside the cell."""
+    for key, value in (("tile_frac", tile_frac), ("grid_frac", grid_frac)):
+        if not 0.0 < value <= 1.0:
+            raise UserError(f"method.{key}={value}: must be in (0, 1]")
+    cell = int(grid_frac * size) // GRID
     tile = max(1, round(tile_frac * cell))
     layout = GridLayout(tile=tile, stride=cell, jitter=cell - tile, grid=GRID)
     layout.check(size, "jigsaw")
@@ -110,7 +113,7 @@ class Jigsaw(Method):
 
     def __init__(self, encoder: Encoder, cfg: JigsawConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        jigsaw_layout(encoder.image_size, cfg.tile_frac)  # fail early on a layout that does not fit
+        jigsaw_layout(encoder.image_size, cfg.tile_frac, cfg.grid_frac)  # fail early on a layout that does not fit
         perms, _ = maximal_hamming_permutations(cfg.num_permutations, GRID * GRID, cfg.permutation_seed)
         self.register_buffer("permutations", perms)
         self.classifier = TileClassifier(encoder.feature_dim, GRID * GRID, cfg.tile_dim, cfg.hidden, cfg.num_permutations)
@@ -118,7 +121,7 @@ class Jigsaw(Method):
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 batch -> (standardised tiles (N*9,3,s,s) for the encoder, labels on the device)."""
         x = batch.images.float() / 255
-        layout = jigsaw_layout(min(x.shape[-2:]), self.cfg.tile_frac)
+        layout = jigsaw_layout(min(x.shape[-2:]), self.cfg.tile_frac, self.cfg.grid_frac)
         tiles, labels = make_puzzle(
             x, layout, self.permutations, self.generator, self.cfg.channel_shift, self.cfg.grayscale
         )
