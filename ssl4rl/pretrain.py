@@ -248,7 +248,7 @@ def _maybe_resume(path: Path, model: Method, opt: Any, sched: Any, gen: torch.Ge
         raise UserError(
             f"{path}: saved by {gens.shape[0]} process(es), resumed with {dist.world_size()}; resume with the same process count"
         )
-    gen.set_state(gens[dist.rank()])
+    gen.set_state(gens[dist.rank()].clone())  # a row view (storage offset) would crash set_state
     torch.set_rng_state(ck["torch_rng"])
     log.info(f"resumed from {path} at step {int(ck['step'])}")
     return int(ck["step"])

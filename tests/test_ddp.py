@@ -1,6 +1,8 @@
 """2 gloo processes on CPU: what DDP gathers equals the single-process result on the whole batch,
 and a DDP pretraining run (torchrun, 2 processes) resumes like a single-process one."""
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,11 +59,17 @@ def test_memory_bank_receives_every_rank_update(tmp_path):
         torch.testing.assert_close(r["bank"], bank.bank)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
            "pretrain/run.py", *args, "progress=false", "device=cpu"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_torchrun_pretraining_resumes_like_one_process(tiny_dataset, tmp_path):
@@ -85,4 +93,4 @@ def test_torchrun_pretraining_resumes_like_one_process(tiny_dataset, tmp_path):
     # refuse a batch the processes cannot split evenly
     bad = _torchrun(*[c for c in common if not c.startswith("method.batch_size")], "method.batch_size=7", "steps=1",
                     f"out={tmp_path / 'bad'}")
-    assert bad.returncode == 2 and "divisible" in bad.stderr
+    assert bad.returncode != 0 and "divisible" in bad.stderr  # torchrun reports a failed child as 1
