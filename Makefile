@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 DEMO_ENV ?= dmc_cartpole
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test bench race clean-venv
 
 install: $(STAMP)
 
@@ -36,6 +36,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/render_fps.py
 	$(PY) benchmarks/agent_throughput.py
 	$(PY) benchmarks/cartpole_mvp.py --state-baseline
+
+race: $(STAMP)
+	$(PY) benchmarks/race_lightly.py
 
 clean-venv:
 	rm -rf $(VENV)

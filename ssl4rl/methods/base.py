@@ -121,6 +121,13 @@ class Method(nn.Module, abc.ABC):
             {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
         ]
 
+    def embedding(self, x01: torch.Tensor) -> torch.Tensor:
+        """The embedding the loss works on for one view (the no-collapse check reads it): the
+        projector's output when the method has a ``projector``, else the encoder's features."""
+        features = self.embed(x01)
+        projector = getattr(self, "projector", None)
+        return projector(features) if isinstance(projector, nn.Module) else features
+
     def save_figures(self, batch: Batch, folder: Path, step: int) -> list[Path]:
         """Write method-specific figures at a checkpoint; returns their paths (none by default)."""
         return []

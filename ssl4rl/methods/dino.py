@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 import torch.nn.functional as F
 
 from ssl4rl.augment import ViewAug
@@ -110,6 +111,10 @@ class DINO(Method):
             m = self.cfg.center_momentum
             self.center.mul_(m).add_(all_reduce_mean(self.teacher_mean), alpha=1 - m)
             self.teacher_mean = None
+
+    def embedding(self, x01: torch.Tensor) -> torch.Tensor:
+        """The student head's L2-normalised bottleneck, before the prototypes."""
+        return nn.functional.normalize(self.head.mlp(self.embed(x01)), dim=-1)
 
     def export_encoder(self) -> Encoder:
         """The teacher's encoder (the paper evaluates the teacher)."""
