@@ -51,13 +51,13 @@ def test_cosine_momentum_schedule_start_middle_end():
     assert cosine_momentum(150, 100, 0.99) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("name", "step", "expected"), [
-    ("byol", 1, 0.99),  # the schedule's value at training step 0
-    ("mocov3", 6, 1 - 0.01 * (math.cos(math.pi * 5 / 10) + 1) / 2),  # training step 5 of 10
-    ("moco", 7, 0.999),  # constant
+@pytest.mark.parametrize(("name", "step", "base", "expected"), [
+    ("byol", 1, 0.996, 0.996),  # the schedule's value at training step 0 (BYOL's default base)
+    ("mocov3", 6, 0.99, 1 - 0.01 * (math.cos(math.pi * 5 / 10) + 1) / 2),  # training step 5 of 10
+    ("moco", 7, 0.999, 0.999),  # constant
 ])
-def test_ema_update_is_m_teacher_plus_one_minus_m_student(name, step, expected):
-    model = _model(name, total_steps=10)
+def test_ema_update_is_m_teacher_plus_one_minus_m_student(name, step, base, expected):
+    model = _model(name, total_steps=10, teacher_momentum=base)
     opt = build_optimizer(model.param_groups(), "sgd", 0.5)
     _step(model, opt)
     student = dict(model.encoder.named_parameters()) | {f"p.{k}": v for k, v in model.projector.named_parameters()}
