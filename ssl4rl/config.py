@@ -19,6 +19,7 @@ class DataConfig:
 
     path: str = "???"  # env frames folder (envs/collect.py), an ImageFolder, or a CIFAR-10 / STL-10 folder
     kind: str = "frames"  # frames | imagefolder | cifar10 | stl10
+    extra_paths: list[str] = field(default_factory=list)  # frames only: more episode folders mixed into training
     holdout: float = 0.2  # frames: episodes held out (same split as the probe); images: fraction held out
     positive: str = "augment"  # augment (two views of one image) | temporal (frame k steps later, env frames only)
     k: int = 3  # temporal offset in agent steps

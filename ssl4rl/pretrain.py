@@ -40,6 +40,8 @@ def open_sources(data: DataConfig, image_size: int, seed: int, batch_size: int) 
         raise UserError(f"unknown data.kind '{data.kind}'; valid: {', '.join(DATA_KINDS)}")
     if data.kind == "frames":
         train_eps, val_eps = load_split(data.path, holdout=data.holdout, seed=seed)
+        for extra in data.extra_paths:  # other tasks' frames (each split the same way) join the training set
+            train_eps += load_split(extra, holdout=data.holdout, seed=seed)[0]
         train = MemorySource.from_episodes(train_eps, image_size, data.positive, data.k)
         val = MemorySource.from_episodes(val_eps, image_size, data.positive, data.k) if val_eps else train
         return train, val, dataset_meta(data.path).get("env")
@@ -66,7 +68,8 @@ def check_data_path(data: DataConfig) -> None:
     if data.kind == "frames":
         from ssl4rl.data import episode_paths
 
-        episode_paths(data.path)
+        for path in (data.path, *data.extra_paths):
+            episode_paths(path)
     elif not Path(data.path).is_dir():
         raise UserError(f"data.path={data.path}: folder not found (data.kind={data.kind}); put the images there first")
 

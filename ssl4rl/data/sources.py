@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from ssl4rl.data.datasets import _EpisodeStore
+from ssl4rl.data.datasets import resize_frames
 from ssl4rl.data.episodes import Episode
 from ssl4rl.errors import UserError
 from ssl4rl.methods.base import Batch
@@ -79,8 +79,8 @@ class MemorySource:
         cls, episodes: Sequence[Episode], image_size: int, positive: str = "augment", k: int = 3
     ) -> MemorySource:
         """Frames of env episodes, resized once to ``image_size``."""
-        store = _EpisodeStore(episodes, image_size)
-        return cls(store.frames, None, store.lengths.tolist(), positive, k)
+        frames = torch.from_numpy(np.concatenate([e.frames for e in episodes]))
+        return cls(resize_frames(frames, image_size), None, [len(e.frames) for e in episodes], positive, k)
 
 
 class StreamSource:

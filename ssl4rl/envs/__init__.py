@@ -15,6 +15,8 @@ TASKS: dict[str, tuple[str, str, int]] = {
     "dmc_reacher": ("reacher", "easy", 4),
     "dmc_finger": ("finger", "spin", 2),
     "dmc_cup": ("ball_in_cup", "catch", 4),
+    # sibling task: the pole starts upright, so frames show the states swingup must reach
+    "dmc_cartpole_balance": ("cartpole", "balance", 8),
 }
 
 

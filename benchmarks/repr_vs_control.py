@@ -1,0 +1,176 @@
+"""Representation vs control: every method pretrained on one fixed frame set, then probed (state
+R², pose and velocity) and used frozen by SAC on cartpole_swingup for 100k env steps.
+
+    python benchmarks/repr_vs_control.py                      # all stages, 1 seed
+    python benchmarks/repr_vs_control.py --stages pretrain --device cuda   # pretraining on a GPU machine
+    python benchmarks/repr_vs_control.py --stages control report --seeds 0 1 2 --methods simclr byol random
+
+The frame set: cartpole swingup and balance episodes (random swingup frames never show the pole up)
+plus walker episodes, 64 px. Every method trains the same tiny ViT (64 px, patch 8, dim 128, depth 4)
+for the same number of steps with its own recipe. The control readout keeps position: the ViT's
+features are its CLS token plus the patch tokens average-pooled onto a 2x2 grid (640-d per frame;
+SAC sees the last 3 frames). Every stage skips what is already done, so an interrupted benchmark
+continues where it stopped when rerun with the same --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import header  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# name -> pretrain overrides ("random" is the untrained ViT)
+METHODS: dict[str, list[str]] = {
+    "mae": ["method=mae"],
+    "simclr": ["method=simclr"],
+    "moco": ["method=moco"],
+    "byol": ["method=byol"],
+    "dino": ["method=dino"],
+    "barlow": ["method=barlow"],
+    "simclr_temporal": ["method=simclr", "data.positive=temporal", "data.k=3"],
+    "rotation": ["method=rotation"],
+    "random": [],
+}
+FRAMES = {"swingup": ("dmc_cartpole", 30), "balance": ("dmc_cartpole_balance", 30), "walker": ("dmc_walker", 10)}
+
+
+def run(args: list[str], log: Path) -> float:
+    """Run one entry point (its own process), appending its output to ``log``; returns seconds."""
+    print("$ python " + " ".join(args), flush=True)
+    t = time.time()
+    with log.open("a") as f:
+        subprocess.run([sys.executable, *args, "progress=false"], cwd=ROOT, check=True, stdout=f, stderr=subprocess.STDOUT)
+    return time.time() - t
+
+
+def collect(out: Path, log: Path) -> None:
+    for name, (env, episodes) in FRAMES.items():
+        if not (out / "data" / name / "meta.json").exists():
+            run(["envs/collect.py", f"env={env}", f"episodes={episodes}", "image_size=64", f"out={out}/data/{name}"], log)
+
+
+def encoder_dir(out: Path, method: str, seed: int) -> Path:
+    return out / "pretrain" / f"{method}_s{seed}" / "encoder"
+
+
+def pretrain(out: Path, methods: list[str], steps: int, seed: int, device: str, log: Path) -> dict[str, float]:
+    seconds = {}
+    data = [f"data.path={out}/data/swingup", f"data.extra_paths=[{out}/data/balance,{out}/data/walker]"]
+    for m in methods:
+        enc = encoder_dir(out, m, seed)
+        if (enc / "encoder.json").exists():
+            continue
+        if m == "random":
+            _save_random_encoder(out, enc, seed)
+            continue
+        seconds[m] = run(["pretrain/run.py", *METHODS[m], *data, "backbone=vit_tiny", f"steps={steps}", f"seed={seed}",
+                          f"device={device}", f"out={enc.parent}"], log)
+    return seconds
+
+
+def _save_random_encoder(out: Path, enc: Path, seed: int) -> None:
+    """The untrained ViT, normalised with the frame set's statistics like the pretrained ones."""
+    import torch
+
+    import ssl4rl  # noqa: F401
+    from ssl4rl.data import load_split
+    from ssl4rl.data.sources import MemorySource
+    from ssl4rl.encoders import build_encoder, save_encoder
+    from ssl4rl.pretrain import _image_stats
+
+    torch.manual_seed(seed)
+    encoder = build_encoder("vit", image_size=64)
+    train, _ = load_split(out / "data" / "swingup", holdout=0.2, seed=seed)
+    encoder.set_normalization(*_image_stats(MemorySource.from_episodes(train, 64), seed))
+    save_encoder(encoder, enc, method="random")
+
+
+def probe(out: Path, methods: list[str], seed: int, log: Path) -> None:
+    folder = out / f"probe_s{seed}"
+    if (folder / "eval.json").exists():
+        return
+    encs = ",".join(str(encoder_dir(out, m, seed)) for m in methods)
+    run(["pretrain/eval.py", f"encoders=[{encs}]", f"data.path={out}/data/swingup", f"out={folder}", f"seed={seed}"], log)
+
+
+def control(out: Path, methods: list[str], env_steps: int, seeds: list[int], log: Path, state: bool) -> None:
+    for seed in seeds:
+        for m in methods:
+            folder = out / "control" / f"{m}_s{seed}"
+            if (folder / "results.json").exists():
+                continue
+            enc = encoder_dir(out, m, 0)  # one encoder per method; seeds vary the agent
+            run(["agents/train.py", "env=dmc_cartpole", f"encoder={enc}", f"steps={env_steps}", f"seed={seed}",
+                 "video=false", f"out={folder}"], log)
+        if state and not (out / "control" / f"state_s{seed}" / "results.json").exists():
+            run(["agents/train.py", "env=dmc_cartpole", "encoder=state", f"steps={env_steps}", f"seed={seed}",
+                 "video=false", f"out={out}/control/state_s{seed}"], log)
+
+
+def report(out: Path, methods: list[str], seeds: list[int]) -> str:
+    import numpy as np
+
+    from ssl4rl.eval.report import main_metrics
+
+    probe_rows = {}
+    if (out / "probe_s0" / "eval.json").exists():
+        for row in json.loads((out / "probe_s0" / "eval.json").read_text())["rows"]:
+            probe_rows[Path(row["encoder"]).parent.name.rsplit("_s", 1)[0] if row.get("encoder") else row["name"]] = row
+    lines = ["| representation | pose R² | velocity R² (3 frames) | SAC return, 100k env steps (mean ± std over seeds) | seeds | RL min |",
+             "|---|---|---|---|---|---|"]
+    for m in [*methods, "state"]:
+        rets, mins = [], []
+        for s in seeds:
+            f = out / "control" / f"{m}_s{s}" / "results.json"
+            if f.exists():
+                r = json.loads(f.read_text())
+                rets.append(r["eval_return_mean"])
+                mins.append(r["rl_seconds"] / 60)
+        metrics = main_metrics(probe_rows[m]) if m in probe_rows else {}
+        fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+        ret = f"{np.mean(rets):.1f} ± {np.std(rets):.1f}" if rets else "—"
+        lines.append(f"| {m} | {fmt(metrics.get('pose R²'))} | {fmt(metrics.get('velocity R²'))} | {ret} | {len(rets)} | "
+                     f"{np.mean(mins):.1f} |" if mins else f"| {m} | {fmt(metrics.get('pose R²'))} | "
+                     f"{fmt(metrics.get('velocity R²'))} | — | 0 | — |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/bench-repr-control")
+    p.add_argument("--stages", nargs="+", default=["collect", "pretrain", "probe", "control", "report"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--pretrain-steps", type=int, default=2000)
+    p.add_argument("--env-steps", type=int, default=100_000)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-state", action="store_true", help="skip the true-state SAC oracle")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "bench.log"
+    if "collect" in a.stages:
+        collect(out, log)
+    if "pretrain" in a.stages:
+        secs = pretrain(out, a.methods, a.pretrain_steps, 0, a.device, log)
+        print("pretrain seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()), flush=True)
+    if "probe" in a.stages:
+        probe(out, a.methods, 0, log)
+    if "control" in a.stages:
+        control(out, a.methods, a.env_steps, a.seeds, log, state=not a.no_state)
+    if "report" in a.stages:
+        table = report(out, a.methods, a.seeds)
+        text = header("Representation vs control: cartpole_swingup, frozen features + SAC") + "\n" + table + "\n"
+        print(text)
+        (out / "report.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
