@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ssl4rl  # noqa: E402,F401
-from _common import header  # noqa: E402
+import ssl4rl  # noqa: F401
+from _common import header
 
-from ssl4rl.agents import train_agent  # noqa: E402
-from ssl4rl.envs import check_env_name  # noqa: E402
+from ssl4rl.agents import train_agent
+from ssl4rl.envs import check_env_name
 
 
 def main() -> None:

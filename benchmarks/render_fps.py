@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ssl4rl  # noqa: E402,F401
-from _common import header  # noqa: E402
+import ssl4rl  # noqa: F401
+from _common import header
 
-from ssl4rl.envs import TASKS, FastRenderer, make_env  # noqa: E402
+from ssl4rl.envs import TASKS, FastRenderer, make_env
 
 
 def fps(render, n: int) -> float:
@@ -41,7 +41,7 @@ def main() -> None:
         standard = FastRenderer(physics, a.size, 0, fast=False)
         f_fast = fps(fast.render, a.frames)
         f_std = fps(standard.render, a.default_frames)
-        f_dm = fps(lambda: physics.render(a.size, a.size, camera_id=0), a.default_frames)
+        f_dm = fps(lambda p=physics: p.render(a.size, a.size, camera_id=0), a.default_frames)
         fast.close()
         standard.close()
         physics.free()  # release dm_control's own GL context before exit

@@ -46,7 +46,6 @@ def _guard(fn: Callable[[], Any]) -> Any:
 def _prevalidate(config_dir: Path, config_name: str, argv: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     for arg in argv:

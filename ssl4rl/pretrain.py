@@ -88,14 +88,17 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
     ``out/results.json``); the exported encoder is saved in ``out/encoder``.
     """
     out, m = Path(out), cfg.method
-    for key, value in (("steps", cfg.steps), ("method.batch_size", m.batch_size), ("ckpt_every", cfg.ckpt_every), ("log_every", cfg.log_every)):
+    positive = {"steps": cfg.steps, "method.batch_size": m.batch_size, "ckpt_every": cfg.ckpt_every, "log_every": cfg.log_every}
+    for key, value in positive.items():
         if value < 1:
             raise UserError(f"{key}={value}: must be at least 1")
     seed_everything(cfg.seed)
     dev = resolve_device(cfg.device)
     world, rank = dist.world_size(), dist.rank()
     if m.batch_size % world:
-        raise UserError(f"method.batch_size={m.batch_size} is not divisible by the {world} processes; choose a multiple of {world}")
+        raise UserError(
+            f"method.batch_size={m.batch_size} is not divisible by the {world} processes; choose a multiple of {world}"
+        )
     local_bs = m.batch_size // world
     backbone = dict(cfg.backbone)
     arch = backbone.pop("arch")
@@ -129,7 +132,9 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
     )
     model.on_train_start()
     t0, logs = time.time(), {}
-    bar = progress_bar(total=cfg.steps, initial=step, desc=f"pretrain {m.name}", unit="step", disable=not cfg.progress or rank > 0)
+    bar = progress_bar(
+        total=cfg.steps, initial=step, desc=f"pretrain {m.name}", unit="step", disable=not cfg.progress or rank > 0
+    )
     model.train()
     while step < cfg.steps:
         batch = train.sample(local_bs, gen).to(dev)

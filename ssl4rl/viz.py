@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from ssl4rl.utils import atomic_path  # noqa: E402
+from ssl4rl.utils import atomic_path
 
 
 def _save_fig(fig: plt.Figure, path: Path) -> None:
@@ -48,10 +48,10 @@ def save_learning_curve(
     """Training episode returns (env_step, return) and evaluations (env_step, mean, std)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if train:
-        x, y = zip(*train)
+        x, y = zip(*train, strict=False)
         ax.plot(x, y, ".", alpha=0.35, label="train episodes")
     if evals:
-        x, m, s = (np.asarray(v) for v in zip(*evals))
+        x, m, s = (np.asarray(v) for v in zip(*evals, strict=False))
         ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label="eval (mean ± std)")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")

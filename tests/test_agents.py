@@ -36,7 +36,7 @@ def test_terminal_observation_is_features_of_last_frame():
     enc = _tiny_vit()
     venv = FrozenFeatures(make_vec_env(lambda: make_env("dmc_cartpole", image_size=32, frame_stack=1), n_envs=1, seed=0), enc, 3)
     venv.reset()
-    for t in range(200):  # cartpole episodes are 125 agent steps
+    for _t in range(200):  # cartpole episodes are 125 agent steps
         obs, _, done, infos = venv.step(np.zeros((1, 1), np.float32))
         if done[0]:
             term = infos[0]["terminal_observation"]

@@ -63,7 +63,7 @@ def test_determinism_same_seed_and_different_seed():
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, size=(5, 1)).astype(np.float32)
     a, b = _rollout(3, actions), _rollout(3, actions)
-    for (o1, r1, s1, p1), (o2, r2, s2, p2) in zip(a, b):
+    for (o1, r1, s1, p1), (o2, r2, s2, p2) in zip(a, b, strict=False):
         np.testing.assert_array_equal(o1, o2)
         assert r1 == r2
         np.testing.assert_array_equal(s1, s2)

@@ -548,7 +548,7 @@ def _decode(path: Path, size: int) -> np.ndarray:
                 left, top = (nw - size) // 2, (nh - size) // 2
                 im = im.crop((left, top, left + size, top + size))
             return np.asarray(im)
-    except Exception as e:  # noqa: BLE001  (PIL raises many types on corrupt files; each becomes one line)
+    except Exception as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{path}: cannot read image ({reason}); delete or replace the file") from None
 

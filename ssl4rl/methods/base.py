@@ -55,7 +55,7 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         """The batch on ``device``."""
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)
         return Batch(move(self.images), move(self.index), move(self.positive), move(self.labels))
 
 

@@ -108,7 +108,7 @@ class MAE(Method):
         masked, recon = self.reconstruct(images)
         self.train(was_training)
         enc = self.encoder
-        denorm = lambda x: (x * enc.std + enc.mean).clamp(0, 1)  # noqa: E731
+        denorm = lambda x: (x * enc.std + enc.mean).clamp(0, 1)
         rows = {"original": denorm(images), "masked": denorm(masked) * (masked != 0), "reconstructed": denorm(recon)}
         path = folder / f"recon_step{step:07d}.png"
         save_image_rows(path, rows, title=f"MAE reconstruction, step {step}")
