@@ -29,6 +29,7 @@ demo: $(STAMP)
 	$(PY) -m ssl4rl.report $(DEMO_DIR)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check ssl4rl tests envs agents pretrain benchmarks
 	@rc=0; $(PY) -m pytest -q tests || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
