@@ -2,7 +2,7 @@
 R², pose and velocity) and used frozen by SAC on cartpole_swingup for 100k env steps.
 
     python benchmarks/repr_vs_control.py                      # all stages, 1 seed
-    python benchmarks/repr_vs_control.py --stages pretrain --device cuda   # pretraining on a GPU machine
+    python benchmarks/repr_vs_control.py --stages pretrain --device cuda --pack enc.tgz   # on a GPU machine
     python benchmarks/repr_vs_control.py --stages control report --seeds 0 1 2 --methods simclr byol random
 
 The frame set: cartpole swingup and balance episodes (random swingup frames never show the pole up)
@@ -142,6 +142,18 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def pack(out: Path, dest: Path) -> None:
+    """Archive what later stages need from pretraining (encoders, results, logs; no checkpoints), small
+    enough to bring back from a GPU machine: a ViT encoder is about 4 MB."""
+    import tarfile
+
+    with tarfile.open(dest, "w:gz") as tar:
+        for run_dir in sorted((out / "pretrain").iterdir()):
+            for name in ("encoder", "results.json", "log.txt", "config.yaml"):
+                if (run_dir / name).exists():
+                    tar.add(run_dir / name, arcname=f"pretrain/{run_dir.name}/{name}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench-repr-control")
@@ -152,6 +164,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--no-state", action="store_true", help="skip the true-state SAC oracle")
+    p.add_argument("--pack", help="after pretraining, archive encoders and results (no checkpoints) to this .tgz")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,6 +174,8 @@ def main() -> None:
     if "pretrain" in a.stages:
         secs = pretrain(out, a.methods, a.pretrain_steps, 0, a.device, log)
         print("pretrain seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()), flush=True)
+        if a.pack:
+            pack(out, Path(a.pack))
     if "probe" in a.stages:
         probe(out, a.methods, 0, log)
     if "control" in a.stages:
