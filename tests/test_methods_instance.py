@@ -14,7 +14,7 @@ from ssl4rl.encoders import build_encoder, load_encoder
 from ssl4rl.errors import UserError
 from ssl4rl.methods import Batch, MethodContext, build_method, default_config
 from ssl4rl.methods.cpc import ContextNet, patch_grid
-from ssl4rl.parts.kmeans import kmeans, pca_whiten, reseed_empty
+from ssl4rl.parts.kmeans import assign, fit_pca_whitening, kmeans, pca_whiten, reseed_empty
 from ssl4rl.parts.momentum import MemoryBank
 from ssl4rl.pretrain import pretrain
 
@@ -144,6 +144,9 @@ def test_pca_whiten_decorrelates():
     y = pca_whiten(x, 4)
     assert y.shape == (200, 4)
     torch.testing.assert_close(torch.cov(y.t()), torch.eye(4), atol=1e-4, rtol=1e-4)
+    mean, projection = fit_pca_whitening(x, 4)  # the fit applies to other rows as well
+    torch.testing.assert_close(mean, x.mean(0))
+    torch.testing.assert_close((x[:3] - mean) @ projection, y[:3])
 
 
 # ---------------------------------------------------------------- DeepCluster
@@ -178,6 +181,23 @@ def test_deepcluster_labels_survive_a_checkpoint_round_trip(tmp_path):
     assert int(b.assignments) == 1
     assert torch.equal(b.labels, a.labels) and torch.equal(b.centroids, a.centroids)
     assert a.labels.unique().numel() > 1
+
+
+def test_deepcluster_embedding_is_what_kmeans_clustered():
+    """Right after a re-assignment, the embedding of the training images is k-means's input: the
+    stored PCA-whitening of their features, L2-normalised; each label is its nearest centroid."""
+    model, source = _method("deepcluster", n=20, num_clusters=5, kmeans_iters=3)
+    model.on_train_start()
+    model.eval()
+    with torch.no_grad():
+        x01 = torch.cat([b.images.float() / 255 for b in source.in_order(5)])
+        z = model.embedding(x01)
+        mean, projection = fit_pca_whitening(model.embed(x01), model.cluster_dim)
+    torch.testing.assert_close(model.pca_mean, mean)
+    torch.testing.assert_close(z, F.normalize((model.embed(x01) - mean) @ projection, dim=1))
+    assert torch.equal(assign(z, model.centroids), model.labels)
+    # the fit is a buffer: a batch is projected with it, not refitted
+    torch.testing.assert_close(model.embedding(x01[:4]), z[:4])
 
 
 def test_deepcluster_clips_k_to_the_sample_count():

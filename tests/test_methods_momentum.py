@@ -72,6 +72,12 @@ def test_ema_update_is_m_teacher_plus_one_minus_m_student(name, step, base, expe
         assert not t.requires_grad
 
 
+def test_default_teacher_momentum_bases_are_the_papers():
+    assert default_config("mocov3").teacher_momentum == 0.99  # MoCo v3
+    assert default_config("byol").teacher_momentum == 0.996  # BYOL
+    assert _model("mocov3").momentum_at(1) == pytest.approx(0.99)
+
+
 def test_teacher_moves_only_in_after_step():
     model = _model("byol")
     opt = build_optimizer(model.param_groups(), "sgd", 0.5)

@@ -16,6 +16,7 @@ from ssl4rl.losses.swav import sinkhorn, swav_loss
 from ssl4rl.losses.vicreg import vicreg_loss
 from ssl4rl.methods import Batch, MethodContext, build_method, default_config
 from ssl4rl.methods.dino import teacher_temperature
+from ssl4rl.parts.heads import DINOHead
 from ssl4rl.parts.momentum import cosine_momentum
 from ssl4rl.pretrain import pretrain
 
@@ -138,6 +139,26 @@ def test_teacher_temperature_schedule():
     temps = [model.teacher_temp_at(s) for s in range(5)]
     assert temps == pytest.approx([0.04, 0.05, 0.06, 0.07, 0.07])
     assert model.training_step(_batch(), 1)[1]["teacher_temp"].item() == pytest.approx(0.05)
+
+
+def test_dino_head_batch_norm_option():
+    plain, bn = DINOHead(8, 16, 12, 4), DINOHead(8, 16, 12, 4, use_bn=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.mlp)
+    norms = [i for i, m in enumerate(bn.mlp) if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms == [1, 4]  # after each hidden linear layer, before its GELU
+    assert all(bn.mlp[i - 1].bias is None for i in norms) and bn.mlp[-1].bias is not None
+    x = _randn(6, 8).float()
+    h = bn.mlp[:2](x)  # training mode: normalised over the batch
+    torch.testing.assert_close(h.mean(0), torch.zeros(12), atol=1e-5, rtol=0)
+    assert bn(x).shape == (6, 16)
+    assert default_config("dino").use_bn_in_head
+    assert not isinstance(_model("dino", use_bn_in_head=False).head.mlp[1], torch.nn.BatchNorm1d)
+
+
+def test_dino_lr_scales_linearly_with_the_batch():
+    for batch_size in (64, 512):
+        groups = _model("dino", batch_size=batch_size).param_groups()
+        assert groups and all(g["lr_scale"] == batch_size / 256 for g in groups)
 
 
 def test_dino_centre_and_teacher_updates():

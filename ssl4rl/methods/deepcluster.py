@@ -10,7 +10,9 @@ Lloyd iterations, empty clusters re-seeded from a perturbed copy of a big one). 
 indices become the pseudo-labels of the next epoch, looked up by ``Batch.index``; the linear
 classifier on top of the encoder is re-initialised after each re-assignment (weights N(0, 0.01),
 bias 0, as the paper's code) and trained with cross-entropy on random-resized-crop + flip views.
-``k`` is ``num_clusters`` clipped to the number of samples.
+``k`` is ``num_clusters`` clipped to the number of samples. The PCA-whitening fitted at the
+last re-assignment is kept (buffers), and ``embedding`` returns what k-means clusters: the
+encoder's features projected with it and L2-normalised (not refitted on the batch).
 
 Deliberate deviations: no Sobel filtering (encoders take RGB), batches are drawn uniformly over
 samples rather than over clusters, the optimiser state of the re-initialised classifier is not
@@ -33,7 +35,7 @@ from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
 from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
 from ssl4rl.parts.dist import is_distributed
-from ssl4rl.parts.kmeans import kmeans, pca_whiten
+from ssl4rl.parts.kmeans import fit_pca_whitening, kmeans
 
 
 @dataclass
@@ -69,6 +71,9 @@ class DeepCluster(Method):
         self.classifier = nn.Linear(encoder.feature_dim, self.k)
         self.register_buffer("labels", torch.zeros(n, dtype=torch.long))
         self.register_buffer("centroids", torch.zeros(self.k, self.cluster_dim))
+        # the PCA-whitening of the last re-assignment (``embedding`` applies it)
+        self.register_buffer("pca_mean", torch.zeros(encoder.feature_dim))
+        self.register_buffer("pca_projection", torch.zeros(encoder.feature_dim, self.cluster_dim))
         self.register_buffer("assignments", torch.zeros((), dtype=torch.long))  # re-assignments so far
         self.reset_classifier()
 
@@ -80,26 +85,34 @@ class DeepCluster(Method):
         self.classifier.bias.zero_()
 
     @torch.no_grad()
-    def cluster_features(self) -> torch.Tensor:
-        """Every training sample, unaugmented, through the encoder in eval mode; PCA-whitened and
-        L2-normalised, (num_samples, cluster_dim) in sample order."""
+    def encode_all(self) -> torch.Tensor:
+        """Every training sample, unaugmented, through the encoder in eval mode: (num_samples, D) in sample order."""
         was_training = self.training
         self.eval()
         feats = torch.cat([self.embed(b.images.float() / 255).float() for b in self.ctx.all_batches()])  # type: ignore[misc]
         self.train(was_training)
         if feats.shape[0] != self.labels.shape[0]:
             raise UserError(f"method=deepcluster: all_batches gave {feats.shape[0]} samples, expected {self.labels.shape[0]}")
-        return F.normalize(pca_whiten(feats, self.cluster_dim), dim=1)
+        return feats
+
+    def whiten(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features -> the space k-means clusters: PCA-whitened with the stored fit, L2-normalised."""
+        return F.normalize((features.float() - self.pca_mean) @ self.pca_projection, dim=1)
 
     @torch.no_grad()
     def reassign(self) -> None:
-        """k-means on the current features -> new pseudo-labels and centroids; fresh classifier."""
-        centroids, labels = kmeans(self.cluster_features(), self.k, self.cfg.kmeans_iters, self.generator)
+        """PCA-whitening fitted on the current features, k-means on the whitened, L2-normalised
+        features -> new pseudo-labels and centroids; fresh classifier."""
+        feats = self.encode_all()
+        mean, projection = fit_pca_whitening(feats, self.cluster_dim)
+        self.pca_mean.copy_(mean)
+        self.pca_projection.copy_(projection)
+        centroids, labels = kmeans(self.whiten(feats), self.k, self.cfg.kmeans_iters, self.generator)
         self.labels.copy_(labels)
         self.centroids.copy_(centroids)
         self.reset_classifier()
         if is_distributed():  # every rank clusters the same features; rank 0's draws decide
-            for t in (self.labels, self.centroids, self.classifier.weight):
+            for t in (self.labels, self.centroids, self.classifier.weight, self.pca_mean, self.pca_projection):
                 torch.distributed.broadcast(t, src=0)
         self.assignments += 1
 
@@ -119,3 +132,7 @@ class DeepCluster(Method):
         loss = F.cross_entropy(logits, target)
         accuracy = (logits.detach().argmax(1) == target).float().mean()
         return loss, {"loss": loss.detach(), "accuracy": accuracy}
+
+    def embedding(self, x01: torch.Tensor) -> torch.Tensor:
+        """What k-means clusters: the encoder's features whitened with the last re-assignment's PCA, L2-normalised."""
+        return self.whiten(self.embed(x01))

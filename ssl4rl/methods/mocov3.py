@@ -33,6 +33,7 @@ class MoCoV3Config(BYOLConfig):
     weight_decay: float = 0.1
     proj_layers: int = 3
     temperature: float = 0.2
+    teacher_momentum: float = 0.99  # the paper's base of the cosine schedule to 1 (BYOL uses 0.996)
 
 
 class MoCoV3(BYOL):

@@ -40,15 +40,21 @@ def mlp(
 
 class DINOHead(nn.Module):
     """DINO's head: a 3-layer MLP (GELU) to a bottleneck, L2 normalisation, then a weight-normalised
-    linear layer to ``out_dim`` prototypes (its norm frozen at 1, as in the paper)."""
+    linear layer to ``out_dim`` prototypes (its norm frozen at 1, as in the paper).
 
-    def __init__(self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128) -> None:
+    ``use_bn`` puts a BatchNorm1d after each hidden linear layer (the official code's
+    ``use_bn_in_head`` option; the bias before it is then dropped as redundant)."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128, use_bn: bool = False
+    ) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim), nn.GELU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
-            nn.Linear(hidden_dim, bottleneck_dim),
-        )
+
+        def hidden(d: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm1d(hidden_dim)] if use_bn else []
+            return [nn.Linear(d, hidden_dim, bias=not use_bn), *norm, nn.GELU()]
+
+        self.mlp = nn.Sequential(*hidden(in_dim), *hidden(hidden_dim), nn.Linear(hidden_dim, bottleneck_dim))
         self.last = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
         self.last.parametrizations.weight.original0.data.fill_(1.0)
         self.last.parametrizations.weight.original0.requires_grad_(False)

@@ -114,16 +114,26 @@ def kmeans(
     return centroids, assign(x, centroids)
 
 
-def pca_whiten(x: torch.Tensor, dim: int, eps: float = 1e-5) -> torch.Tensor:
-    """Project the rows of ``x`` (N, D) on their top ``dim`` principal components and whiten them
-    (divide by the square root of each component's variance, floored at ``eps`` times the
-    largest), as DeepCluster's PCA-256 + whitening before k-means. Returns (N, dim)."""
+def fit_pca_whitening(x: torch.Tensor, dim: int, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepCluster's PCA + whitening fitted on the rows of ``x`` (N, D): returns ``(mean (D,),
+    projection (D, dim))`` such that ``(x - mean) @ projection`` are the coordinates on the top
+    ``dim`` principal components, each divided by the square root of its variance (floored at
+    ``eps`` times the largest)."""
     if not 1 <= dim <= x.shape[1]:
         raise UserError(f"pca_whiten: dim={dim} must be between 1 and the feature size {x.shape[1]}")
     x = x.double()
-    centred = x - x.mean(0, keepdim=True)
+    mean = x.mean(0)
+    centred = x - mean
     cov = centred.t() @ centred / max(1, x.shape[0] - 1)
     eigval, eigvec = torch.linalg.eigh(cov)  # ascending
     eigval, eigvec = eigval.flip(0)[:dim], eigvec.flip(1)[:, :dim]
     scale = eigval.clamp_min(eps * float(eigval[0].clamp_min(1e-12))).rsqrt()
-    return (centred @ eigvec * scale).float()
+    return mean.float(), (eigvec * scale).float()
+
+
+def pca_whiten(x: torch.Tensor, dim: int, eps: float = 1e-5) -> torch.Tensor:
+    """Project the rows of ``x`` (N, D) on their top ``dim`` principal components and whiten them
+    (``fit_pca_whitening`` applied to ``x`` itself), as DeepCluster's PCA-256 + whitening before
+    k-means. Returns (N, dim)."""
+    mean, projection = fit_pca_whitening(x, dim, eps)
+    return (x.float() - mean) @ projection
