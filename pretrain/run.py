@@ -9,6 +9,7 @@
 import ssl4rl  # noqa: F401
 from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.config import register_configs
+from ssl4rl.errors import UserError
 from ssl4rl.parts import dist
 from ssl4rl.pretrain import CHECKPOINT, pretrain
 from ssl4rl.runs import log, prepare_run_dir
@@ -22,10 +23,16 @@ def main(cfg) -> None:
 
     check_data_path(cfg.data)  # fail fast, before creating the run folder
     dist.init_from_env(resolve_device(cfg.device).type)
-    out = cfg.out
+    error = ""
     if dist.rank() == 0:
-        out, _ = prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
-    res = pretrain(OmegaConf.to_object(cfg), out)
+        try:
+            prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
+        except UserError as e:
+            error = str(e)
+    error = dist.from_rank0(error)  # every process stops when rank 0 refuses the folder
+    if error:
+        raise UserError(error)
+    res = pretrain(OmegaConf.to_object(cfg), cfg.out)
     if dist.rank() == 0:
         log.info(f"encoder saved to {res['encoder']} (held-out loss {res['final_val_loss']:.4f})")
 

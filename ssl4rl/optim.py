@@ -19,7 +19,7 @@ class LARS(torch.optim.Optimizer):
     trust ratio and weight decay adaptation."""
 
     def __init__(
-        self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
+        self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 1e-3
     ) -> None:
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars_exclude": False}
         super().__init__(params, defaults)
@@ -47,15 +47,19 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def build_optimizer(groups: list[dict[str, Any]], name: str, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+def build_optimizer(
+    groups: list[dict[str, Any]], name: str, lr: float, momentum: float = 0.9, lars_eta: float = 1e-3
+) -> torch.optim.Optimizer:
     """An optimiser over parameter groups (each may carry ``lr_scale``, ``weight_decay``, ``lars_exclude``)."""
+    if lr <= 0 or not 0 <= momentum < 1 or any(g.get("weight_decay", 0) < 0 for g in groups):
+        raise UserError(f"method.lr={lr}, method.momentum={momentum}: need lr > 0, 0 <= momentum < 1, weight_decay >= 0")
     groups = [dict(g, lr=lr * g.get("lr_scale", 1.0)) for g in groups if g["params"]]
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum)
+        return LARS(groups, lr=lr, momentum=momentum, eta=lars_eta)
     raise UserError(f"unknown optimizer '{name}'; valid: {', '.join(OPTIMIZERS)}")
 
 

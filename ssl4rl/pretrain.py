@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ def open_sources(data: DataConfig, image_size: int, seed: int, batch_size: int) 
     """(train source, held-out source, env name or None) for ``data``; images resized to ``image_size``."""
     if data.kind not in DATA_KINDS:
         raise UserError(f"unknown data.kind '{data.kind}'; valid: {', '.join(DATA_KINDS)}")
+    if data.workers < 0 or not 0 <= data.holdout < 1:
+        raise UserError(f"data.workers={data.workers}, data.holdout={data.holdout}: need workers >= 0 and 0 <= holdout < 1")
     if data.kind == "frames":
         train_eps, val_eps = load_split(data.path, holdout=data.holdout, seed=seed)
         for extra in data.extra_paths:  # other tasks' frames (each split the same way) join the training set
@@ -93,7 +96,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
         if value < 1:
             raise UserError(f"{key}={value}: must be at least 1")
     seed_everything(cfg.seed)
-    dev = resolve_device(cfg.device)
+    dev = dist.local_device(resolve_device(cfg.device))
     world, rank = dist.world_size(), dist.rank()
     if m.batch_size % world:
         raise UserError(
@@ -110,21 +113,26 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
             "collect more data or lower method.batch_size"
         )
     encoder.set_normalization(*_image_stats(train, cfg.seed))
+    dist.broadcast_buffers(encoder)  # a streamed source samples differently on each rank: use rank 0's statistics
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own batches
     ctx = MethodContext(
         generator=gen, total_steps=cfg.steps, num_samples=len(train), batch_size=m.batch_size,
         all_batches=lambda: (b.to(dev) for b in train.in_order(256)),
     )
     model = build_method(m, encoder, ctx).to(dev)
+    if world > 1 and dev.type == "cuda":  # batch statistics over the whole batch, as the papers' SyncBN
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = build_optimizer(model.param_groups(), m.optimizer, m.lr, m.momentum)
+    opt = build_optimizer(model.param_groups(), m.optimizer, m.lr, m.momentum, m.lars_eta)
     sched = build_scheduler(opt, m.warmup, cfg.steps)
     step = _maybe_resume(out / CHECKPOINT, model, opt, sched, gen, cfg)
     step_fn = torch.compile(model.training_step) if cfg.compile else model.training_step
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.amp else contextlib.nullcontext()
-    val_batch = val.sample(min(m.batch_size, len(val)), torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
+    # methods whose state is indexed by training sample (memory bank, pseudo-labels) score a fixed training batch
+    held_out = train if type(model).indexes_train_set else val
+    val_batch = held_out.sample(min(m.batch_size, len(held_out)), torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
     writer = _writer(out) if rank == 0 else None
     log.info(
         f"pretrain {m.name} ({arch}, {sum(p.numel() for p in params) / 1e6:.2f}M trainable params) on "
@@ -152,8 +160,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
         bar.update(1)
         if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or step == cfg.steps:
             scalars = {k: float(v) for k, v in logs.items()}
-            if not math.isfinite(scalars["loss"]):
-                raise UserError(f"loss became {scalars['loss']} at step {step}; lower method.lr (was {m.lr})")
+            _check_finite(scalars["loss"], step, m.lr, dev)
             if writer is not None:
                 for k, v in scalars.items():
                     writer.add_scalar(f"train/{k}", v, step)
@@ -161,6 +168,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
             bar.set_postfix(loss=f"{scalars['loss']:.4f}", refresh=False)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             val_metrics = held_out_metrics(model, val_batch, step, cfg.seed)
+            _check_finite(val_metrics["loss"], step, m.lr, dev)  # never checkpoint non-finite weights
             if rank == 0:
                 for k, v in val_metrics.items():
                     writer.add_scalar(f"val/{k}", v, step)  # type: ignore[union-attr]
@@ -190,6 +198,13 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
         results["encoder"] = str(enc_dir)
         write_json(out / "results.json", results)
     return results
+
+
+def _check_finite(loss: float, step: int, lr: float, dev: torch.device) -> None:
+    """Stop every process (one line) when any process's loss is not finite."""
+    bad = dist.any_true(not math.isfinite(loss), dev)
+    if bad:
+        raise UserError(f"loss became non-finite at step {step}; lower method.lr (was {lr}) and start a new out=")
 
 
 @torch.no_grad()
@@ -236,30 +251,40 @@ def _maybe_resume(path: Path, model: Method, opt: Any, sched: Any, gen: torch.Ge
     """Load ``path`` into the run's state if it exists; returns the step to continue from."""
     if not path.exists():
         return 0
-    ck = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
-    if int(ck["step"]) >= cfg.steps and (path.parent / "results.json").exists():
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
+        saved_step, saved_method = int(ck["step"]), dict(ck["config"])
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError, TypeError):
+        raise UserError(f"{path}: not a readable ssl4rl checkpoint; choose a new out= (the folder was left as it is)") from None
+    changed = sorted(k for k, v in dataclasses.asdict(cfg.method).items() if saved_method.get(k) != v)
+    if changed:
         raise UserError(
-            f"out={path.parent} already holds a finished run ({ck['step']} steps); "
+            f"{path}: the run was started with other method settings ({', '.join('method.' + k for k in changed)}); "
+            "resume with the settings in its config.yaml or choose a new out="
+        )
+    if saved_step >= cfg.steps and (path.parent / "results.json").exists():
+        raise UserError(
+            f"out={path.parent} already holds a finished run ({saved_step} steps); "
             f"choose a new out= or a larger steps= to continue it"
         )
     try:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        gens = ck["generators"]
     except (RuntimeError, ValueError, KeyError):
         raise UserError(
             f"{path}: checkpoint does not fit method={cfg.method.name} with this backbone; "
             "resume with the run's original settings (its config.yaml) or choose a new out="
         ) from None
-    sched.load_state_dict(ck["sched"])
-    gens = ck["generators"]
     if gens.shape[0] != dist.world_size():
         raise UserError(
             f"{path}: saved by {gens.shape[0]} process(es), resumed with {dist.world_size()}; resume with the same process count"
         )
     gen.set_state(gens[dist.rank()].clone())  # a row view (storage offset) would crash set_state
     torch.set_rng_state(ck["torch_rng"])
-    log.info(f"resumed from {path} at step {int(ck['step'])}")
-    return int(ck["step"])
+    log.info(f"resumed from {path} at step {saved_step}")
+    return saved_step
 
 
 def _save_checkpoint(path: Path, model: Method, opt: Any, sched: Any, gen: torch.Generator, step: int) -> None:

@@ -105,3 +105,38 @@ def test_cli_bad_input_one_line(image_folder, tiny_dataset, tmp_path, args, need
     assert p.returncode == 2, p.stderr[-2000:]
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], p.stderr
+
+
+def test_resume_refuses_changed_settings_and_corrupt_checkpoints(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    pretrain(_cfg(tiny_dataset, "simclr", steps=2), out)
+    (out / "results.json").unlink()
+    cfg = _cfg(tiny_dataset, "simclr", steps=4)
+    cfg.method.temperature = 0.5
+    with pytest.raises(UserError) as exc:
+        pretrain(cfg, out)
+    assert "method.temperature" in str(exc.value) and "\n" not in str(exc.value)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError) as exc:
+        pretrain(_cfg(tiny_dataset, "simclr", steps=4), out)
+    assert "checkpoint" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("option", [{"lr": -1.0}, {"lr": 0.0}, {"momentum": 1.5}])
+def test_bad_optimiser_values_are_one_line(tiny_dataset, tmp_path, option):
+    cfg = _cfg(tiny_dataset, "simclr")
+    for k, v in option.items():
+        setattr(cfg.method, k, v)
+    with pytest.raises(UserError) as exc:
+        pretrain(cfg, tmp_path / "run")
+    assert "method.lr" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_memory_bank_keeps_the_last_of_repeated_indices():
+    from ssl4rl.parts.momentum import MemoryBank
+
+    bank = MemoryBank(num_samples=4, dim=3, momentum=0.0)
+    x = torch.eye(3)
+    bank.update(torch.tensor([1, 1, 2]), x)
+    torch.testing.assert_close(bank.bank[1], x[1])
+    torch.testing.assert_close(bank.bank[2], x[2])

@@ -40,6 +40,7 @@ class MethodConfig:
     weight_decay: float = 0.05
     momentum: float = 0.9  # sgd / lars momentum
     warmup: int = 100  # optimizer steps of linear warm-up before the cosine decay
+    lars_eta: float = 1e-3  # LARS trust coefficient (SimCLR, BYOL, Barlow Twins)
 
 
 @dataclass
@@ -81,6 +82,9 @@ class Method(nn.Module, abc.ABC):
     # contrastive | non-contrastive | clustering | generative | pretext (the contract test checks
     # that non-contrastive and clustering methods do not collapse)
     family: ClassVar[str] = "contrastive"
+    # True when the method's state is indexed by training sample (memory bank, pseudo-labels): its
+    # held-out metrics are then computed on a fixed training batch
+    indexes_train_set: ClassVar[bool] = False
 
     def __init__(self, encoder: Encoder, cfg: MethodConfig, ctx: MethodContext) -> None:
         super().__init__()

@@ -57,6 +57,7 @@ class DeepCluster(Method):
     name = "deepcluster"
     Config = DeepClusterConfig
     family = "clustering"
+    indexes_train_set = True
 
     def __init__(self, encoder: Encoder, cfg: DeepClusterConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)

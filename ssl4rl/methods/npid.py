@@ -52,6 +52,7 @@ class NPID(Method):
     name = "npid"
     Config = NPIDConfig
     family = "contrastive"
+    indexes_train_set = True
 
     def __init__(self, encoder: Encoder, cfg: NPIDConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)

@@ -93,6 +93,43 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
         offset += g.numel()
 
 
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun, CUDA means this process's own GPU (``LOCAL_RANK``); otherwise ``device``."""
+    import os
+
+    if device.type == "cuda" and device.index is None and is_distributed():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def any_true(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is true on any process (so every process can stop together)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (e.g. normalisation statistics); no-op in one process."""
+    if not is_distributed():
+        return
+    for b in module.buffers():
+        dist.broadcast(b, src=0)
+
+
+def from_rank0(value: str) -> str:
+    """Rank 0's ``value`` on every process (e.g. a run folder, or an error every process must raise)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def init_from_env(device_type: str) -> bool:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1); gloo on CPU, nccl on CUDA.
     Returns True when running distributed."""
@@ -100,5 +137,7 @@ def init_from_env(device_type: str) -> bool:
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return is_distributed()
+    if device_type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return True

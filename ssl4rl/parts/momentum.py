@@ -73,5 +73,10 @@ class MemoryBank(nn.Module):
     def update(self, index: torch.Tensor, x: torch.Tensor) -> None:
         """bank[i] <- normalise(m * bank[i] + (1 - m) * x) for the (gathered) samples ``index``."""
         index, x = gather_nograd(index), gather_nograd(x.detach())
+        # a batch drawn with replacement can repeat an index: keep its last occurrence (deterministic on CUDA)
+        last = torch.full((self.bank.shape[0],), -1, dtype=torch.long, device=index.device)
+        last.scatter_reduce_(0, index, torch.arange(len(index), device=index.device), reduce="amax")
+        keep = last[index] == torch.arange(len(index), device=index.device)
+        index, x = index[keep], x[keep]
         mixed = self.momentum * self.bank[index] + (1 - self.momentum) * x
         self.bank[index] = nn.functional.normalize(mixed, dim=1)
