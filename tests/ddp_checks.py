@@ -75,8 +75,50 @@ def check_memory_bank(rank: int, world: int) -> dict[str, torch.Tensor]:
     return {"bank": bank.bank.clone()}
 
 
+def _statistics_loss(loss_fn: Callable, rank: int, world: int) -> dict[str, torch.Tensor]:
+    z1, z2 = fixed()
+    a, b = shard(z1, rank, world).requires_grad_(), shard(z2, rank, world).requires_grad_()
+    loss, _ = loss_fn(a, b)
+    loss.backward()
+    return {"loss": loss.detach(), "grad1": a.grad, "grad2": b.grad}
+
+
+def check_barlow(rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Barlow Twins: the cross-correlation is computed over the gathered batch."""
+    from ssl4rl.losses.barlow import barlow_twins_loss
+
+    return _statistics_loss(barlow_twins_loss, rank, world)
+
+
+def check_vicreg(rank: int, world: int) -> dict[str, torch.Tensor]:
+    """VICReg: variance and covariance over the gathered batch."""
+    from ssl4rl.losses.vicreg import vicreg_loss
+
+    return _statistics_loss(vicreg_loss, rank, world)
+
+
+def check_sinkhorn(rank: int, world: int) -> dict[str, torch.Tensor]:
+    """SwAV: Sinkhorn-Knopp marginals summed over processes; each rank gets its rows of the codes."""
+    from ssl4rl.losses.swav import sinkhorn
+
+    z1, _ = fixed()
+    return {"codes": sinkhorn(shard(z1, rank, world), epsilon=0.5, iters=3)}
+
+
+def check_dino_center(rank: int, world: int) -> dict[str, torch.Tensor]:
+    """DINO: the centre update uses the mean teacher output over every process."""
+    from ssl4rl.parts.dist import all_reduce_mean
+
+    z1, _ = fixed()
+    return {"mean": all_reduce_mean(shard(z1, rank, world).mean(0, keepdim=True))}
+
+
 CHECKS: dict[str, Callable[[int, int], dict[str, torch.Tensor]]] = {
     "nt_xent": check_nt_xent,
     "queue": check_queue,
     "memory_bank": check_memory_bank,
+    "barlow": check_barlow,
+    "vicreg": check_vicreg,
+    "sinkhorn": check_sinkhorn,
+    "dino_center": check_dino_center,
 }

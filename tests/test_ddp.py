@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -56,6 +57,36 @@ def test_memory_bank_receives_every_rank_update(tmp_path):
     bank.update(torch.arange(8) * 2, fixed()[0])
     for r in ranks:
         torch.testing.assert_close(r["bank"], bank.bank)
+
+
+@pytest.mark.parametrize("check", ["barlow", "vicreg"])
+def test_batch_statistics_are_gathered(check, tmp_path):
+    """Each rank's loss is the whole-batch loss; after DDP's gradient averaging each rank's
+    gradient is the whole-batch gradient of its rows."""
+    from ssl4rl.losses.barlow import barlow_twins_loss
+    from ssl4rl.losses.vicreg import vicreg_loss
+
+    ranks = run_ddp(check, tmp_path)
+    z1, z2 = (t.clone().requires_grad_() for t in fixed())
+    full, _ = {"barlow": barlow_twins_loss, "vicreg": vicreg_loss}[check](z1, z2)
+    full.backward()
+    for r in ranks:
+        torch.testing.assert_close(r["loss"], full.detach())
+    torch.testing.assert_close(torch.cat([r["grad1"] for r in ranks]) / 2, z1.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.cat([r["grad2"] for r in ranks]) / 2, z2.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_sinkhorn_assignments_are_global(tmp_path):
+    from ssl4rl.losses.swav import sinkhorn
+
+    ranks = run_ddp("sinkhorn", tmp_path)
+    torch.testing.assert_close(torch.cat([r["codes"] for r in ranks]), sinkhorn(fixed()[0], epsilon=0.5, iters=3))
+
+
+def test_dino_centre_mean_is_global(tmp_path):
+    ranks = run_ddp("dino_center", tmp_path)
+    for r in ranks:
+        torch.testing.assert_close(r["mean"], fixed()[0].mean(0, keepdim=True))
 
 
 def _free_port() -> int:
