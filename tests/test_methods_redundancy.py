@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ssl4rl.config import DataConfig, PretrainConfig
 from ssl4rl.encoders import build_encoder, load_encoder
+from ssl4rl.errors import UserError
 from ssl4rl.losses.barlow import barlow_twins_loss
 from ssl4rl.losses.dino import dino_loss
 from ssl4rl.losses.swav import sinkhorn, swav_loss
@@ -32,9 +33,9 @@ def _batch(n=4, seed=0):
     return Batch(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n))
 
 
-def _model(name, arch="vit", total_steps=10, **options):
+def _model(name, arch="vit", total_steps=10, num_samples=0, **options):
     enc = build_encoder(arch, **(VIT if arch == "vit" else {"image_size": 32}))
-    ctx = MethodContext(generator=torch.Generator().manual_seed(0), total_steps=total_steps)
+    ctx = MethodContext(generator=torch.Generator().manual_seed(0), total_steps=total_steps, num_samples=num_samples)
     return build_method(default_config(name, **options), enc, ctx)
 
 
@@ -238,28 +239,44 @@ def test_swav_prototypes_frozen_then_normalised_in_after_step():
     torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(model.cfg.n_prototypes))
 
 
-def test_swav_queue_fills_then_enters_sinkhorn():
-    model = _model("swav", queue_length=8)
-    assert default_config("swav").queue_length == 0  # off by default
+def test_swav_small_batch_queue_is_on_by_default_and_sized_in_batches():
+    assert _model("swav", batch_size=64).queue_length == 15 * 64  # the official 3840 = 15 x 256
+    assert not _model("swav", batch_size=256).queues  # large batches: no queue
+    assert not _model("swav", batch_size=64, queue_batches=0).queues
+    model = _model("swav", num_samples=100, batch_size=16)
+    assert model.queue_start_step == 15 * 7  # epoch 15, 7 steps an epoch
+    torch.testing.assert_close(model.embedding(_batch().images.float() / 255).norm(dim=1), torch.ones(4))
+    for bad in ({"queue_batches": -1}, {"queue_start_epochs": -1}):
+        with pytest.raises(UserError):
+            _model("swav", **bad)
+
+
+def test_swav_queue_starts_fills_then_enters_sinkhorn():
+    model = _model("swav", num_samples=8, batch_size=4, queue_batches=2, queue_start_epochs=1)  # starts at step 2
     codes_sizes = []
     original = model.codes
     model.codes = lambda scores, crop: (codes_sizes.append(scores.shape[0]), original(scores, crop))[1]
-    model.training_step(_batch(n=4), 0)
-    model.after_step(1)
-    assert model.pending == [] and int(model.queue_seen) == 4
-    model.training_step(_batch(n=4, seed=1), 1)
-    pushed = [z.clone() for z in model.pending]
-    model.after_step(2)
-    assert int(model.queue_seen) == 8
-    for queue, z in zip(model.queues, pushed, strict=True):
-        torch.testing.assert_close(queue.items[4:8], z)
+    initial = [q.items.clone() for q in model.queues]
+    for step in range(2):
+        model.training_step(_batch(n=4, seed=step), step)
+        model.after_step(step + 1)
+    assert int(model.queue_seen) == 0 and all(torch.equal(q.items, i) for q, i in zip(model.queues, initial, strict=True))
+    pushed = []
+    for step in (2, 3):
+        model.training_step(_batch(n=4, seed=step), step)
+        pushed.append([z.clone() for z in model.pending])
+        model.after_step(step + 1)
+    assert model.pending == [] and int(model.queue_seen) == 8
+    for crop, queue in enumerate(model.queues):
+        torch.testing.assert_close(queue.items, torch.cat([pushed[0][crop], pushed[1][crop]]))
+        torch.testing.assert_close(queue.items.norm(dim=1), torch.ones(8))
     sinkhorn_rows = []
     import ssl4rl.methods.swav as swav_module
 
     real = swav_module.sinkhorn
     swav_module.sinkhorn = lambda s, e, i: (sinkhorn_rows.append(s.shape[0]), real(s, e, i))[1]
     try:
-        model.training_step(_batch(n=4, seed=2), 2)
+        model.training_step(_batch(n=4, seed=4), 4)
     finally:
         swav_module.sinkhorn = real
     assert sinkhorn_rows == [4 + 8, 4 + 8] and codes_sizes[-1] == 4

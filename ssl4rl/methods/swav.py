@@ -5,20 +5,24 @@ from every other crop.
 Faithful details: 2 global crops (14-100% of the area) at the encoder's size and small local
 crops (5-14%) at half that size, through a ViT at their own size (grouped by size; a
 fixed-size encoder gets them resized); 2-layer projector (Linear, BN, ReLU, Linear) to an
-L2-normalised embedding; prototypes are a bias-free linear layer whose rows are L2-normalised
-after every step (the paper normalises them before each forward: the same sequence);
-Sinkhorn-Knopp with epsilon 0.05 and 3 iterations, its sums taken over all processes, only
-for the global crops; swapped prediction at temperature 0.1 over every pair of different
-crops; the prototypes get no gradient during the first ``freeze_prototypes`` steps; an
-optional queue (``queue_length`` > 0, off by default) of past global-crop embeddings enters
-Sinkhorn once full (each process uses its share of the queue, so the Sinkhorn problem is the
-same as in one process). Deviations for 32-84 px frames and short CPU runs: fewer prototypes
-(256) and smaller heads, 4 local crops, AdamW (``method.optimizer=lars`` as in the paper), no
-Gaussian blur, and the queue starts being filled at step 0.
+L2-normalised embedding (the embedding the loss works on); prototypes are a bias-free linear
+layer whose rows are L2-normalised after every step (the paper normalises them before each
+forward: the same sequence); Sinkhorn-Knopp with epsilon 0.05 and 3 iterations, its sums taken
+over all processes, only for the global crops; swapped prediction at temperature 0.1 over every
+pair of different crops; the prototypes get no gradient during the first ``freeze_prototypes``
+steps. Small batches (the paper's "working with small batches", batch_size < 256): a queue per
+global crop of the last ``queue_batches`` batches of embeddings (the official 3840 = 15 x 256),
+gathered from every process, starts being filled at epoch ``queue_start_epochs`` (the official
+``epoch_queue_starts`` 15; an epoch is ``num_samples / batch_size`` steps) and enters Sinkhorn
+once full; only the batch's codes enter the loss (each process uses its share of the queue, so
+the Sinkhorn problem is the same as in one process). Deviations for 32-84 px frames and short CPU runs: fewer prototypes (256)
+and smaller heads, 4 local crops, AdamW (``method.optimizer=lars`` as in the paper), no
+Gaussian blur.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -27,12 +31,15 @@ from torch import nn
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
+from ssl4rl.errors import UserError
 from ssl4rl.losses.swav import sinkhorn, swav_loss
 from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
 from ssl4rl.parts.dist import rank, world_size
 from ssl4rl.parts.heads import mlp
 from ssl4rl.parts.momentum import Queue
 from ssl4rl.parts.multicrop import N_GLOBAL, MultiCrop, embed_views, multi_crop_pair
+
+SMALL_BATCH = 256  # below this batch size the paper computes the codes over a queue as well
 
 
 @dataclass
@@ -49,7 +56,11 @@ class SwAVConfig(MethodConfig):
     epsilon: float = 0.05
     sinkhorn_iters: int = 3
     freeze_prototypes: int = 20  # steps without prototype updates
-    queue_length: int = 0  # past embeddings per global crop used in Sinkhorn (0: no queue)
+    # small batches (batch_size < 256): Sinkhorn also sees a queue of the last ``queue_batches``
+    # batches of global-crop embeddings (official: 3840 = 15 x 256), filled from epoch
+    # ``queue_start_epochs`` on (official ``epoch_queue_starts``) and used once full; 0: no queue
+    queue_batches: int = 15
+    queue_start_epochs: int = 15
     crops: MultiCrop = field(default_factory=lambda: MultiCrop(global_scale=(0.14, 1.0), local_scale=(0.05, 0.14)))
     aug: ViewAug = field(default_factory=ViewAug)
 
@@ -66,11 +77,27 @@ class SwAV(Method):
         self.projector = mlp(encoder.feature_dim, cfg.proj_hidden, cfg.proj_dim, layers=2)
         self.prototypes = nn.Linear(cfg.proj_dim, cfg.n_prototypes, bias=False)
         self.normalize_prototypes()
+        if cfg.queue_batches < 0 or cfg.queue_start_epochs < 0:
+            raise UserError(
+                f"method.queue_batches={cfg.queue_batches}, method.queue_start_epochs={cfg.queue_start_epochs}: "
+                "both must be >= 0, e.g. 15 and 15"
+            )
+        self.queue_length = cfg.queue_batches * cfg.batch_size if cfg.batch_size < SMALL_BATCH else 0
+        steps_per_epoch = max(1, math.ceil(ctx.num_samples / cfg.batch_size))
+        self.queue_start_step = cfg.queue_start_epochs * steps_per_epoch
         self.queues = nn.ModuleList(
-            [Queue(cfg.queue_length, cfg.proj_dim) for _ in range(N_GLOBAL)] if cfg.queue_length > 0 else []
+            [Queue(self.queue_length, cfg.proj_dim) for _ in range(N_GLOBAL)] if self.queue_length else []
         )
         self.register_buffer("queue_seen", torch.zeros((), dtype=torch.long))
         self.pending: list[torch.Tensor] = []  # this step's global-crop embeddings, for after_step
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features -> the L2-normalised projector output the prototypes score."""
+        return F.normalize(self.projector(features), dim=1)
+
+    def embedding(self, x01: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised projector output of one view (what the prototypes score)."""
+        return self.project(self.embed(x01))
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -81,7 +108,7 @@ class SwAV(Method):
         """Sinkhorn codes of one global crop's scores (N, K), with this process's share of the
         crop's queue appended once the queue is full."""
         n = scores.shape[0]
-        if self.queues and int(self.queue_seen) >= self.cfg.queue_length:
+        if self.queues and int(self.queue_seen) >= self.queue_length:
             share = self.queues[crop].items[rank() :: world_size()]
             scores = torch.cat([scores, share @ self.prototypes.weight.t()])
         return sinkhorn(scores, self.cfg.epsilon, self.cfg.sinkhorn_iters)[:n]
@@ -89,13 +116,13 @@ class SwAV(Method):
     def training_step(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = self.pair(batch)
         views = multi_crop_pair(x, y, self.encoder, self.cfg.crops, self.cfg.aug, self.generator)
-        z = F.normalize(self.projector(embed_views(self, views)), dim=1)
+        z = self.project(embed_views(self, views))
         w = self.prototypes.weight
         scores = (z @ (w.detach() if step < self.cfg.freeze_prototypes else w).t()).chunk(len(views))
         with torch.no_grad():
             codes = [self.codes(scores[i], i) for i in range(N_GLOBAL)]
         loss = swav_loss(scores, codes, self.cfg.temperature)
-        if self.training and self.queues:
+        if self.training and self.queues and step >= self.queue_start_step:
             self.pending = list(z.detach().chunk(len(views))[:N_GLOBAL])
         return loss, {"loss": loss.detach()}
 
