@@ -58,7 +58,7 @@ def test_pretrain_rerun_resumes(tmp_path, tiny_dataset):
     "script,args,expect",
     [
         ("envs/collect.py", ["env=dmc_nope"], "dmc_cartpole, dmc_walker"),
-        ("pretrain/run.py", ["method=mea", "data.path=x"], "valid names: mae"),
+        ("pretrain/run.py", ["method=mea", "data.path=x"], "valid names: barlow, byol"),
         ("agents/train.py", ["encoder=mvpp"], "mvp = the most recent MAE encoder"),
         ("agents/train.py", ["encoder=mvp", "runs_root=/nonexistent"], "python pretrain/run.py method=mae"),
         ("agents/train.py", ["env=cartpole"], "dmc_cartpole"),
