@@ -85,12 +85,12 @@ def _group_options(config_dir: Path, group: str) -> list[str]:
     """Options of a config group: YAML files in ``configs/<group>/`` plus structured configs
     registered under ``group`` in Hydra's ConfigStore (e.g. every ``method=``)."""
     from hydra.core.config_store import ConfigStore
+    from hydra.core.object_type import ObjectType
 
     names = {p.stem for p in (config_dir / group).glob("*.yaml")} if (config_dir / group).is_dir() else set()
-    try:
-        names |= {n.removesuffix(".yaml") for n in ConfigStore.instance().list(group)}
-    except OSError:  # no such group in the ConfigStore
-        pass
+    store = ConfigStore.instance()
+    if store.get_type(group) == ObjectType.GROUP:  # e.g. method=, registered by ssl4rl.config
+        names |= {n.removesuffix(".yaml") for n in store.list(group)}
     return sorted(names)
 
 
