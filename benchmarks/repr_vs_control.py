@@ -123,7 +123,7 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
     if (out / "probe_s0" / "eval.json").exists():
         for row in json.loads((out / "probe_s0" / "eval.json").read_text())["rows"]:
             probe_rows[Path(row["encoder"]).parent.name.rsplit("_s", 1)[0] if row.get("encoder") else row["name"]] = row
-    lines = ["| representation | pose R² | velocity R² (3 frames) | SAC return, 100k env steps (mean ± std) | seeds | RL min |",
+    lines = ["| representation | pose R² | velocity R² (3 frames) | SAC return, 100k env steps | seeds | RL min |",
              "|---|---|---|---|---|---|"]
     for m in [*methods, "state"]:
         rets, mins = [], []
@@ -132,10 +132,13 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
             if f.exists():
                 r = json.loads(f.read_text())
                 rets.append(r["eval_return_mean"])
+                episode_std = r["eval_return_std"]
                 mins.append(r["rl_seconds"] / 60)
         metrics = main_metrics(probe_rows[m]) if m in probe_rows else {}
         fmt = lambda v: "—" if v is None else f"{v:.3f}"
-        ret = f"{np.mean(rets):.1f} ± {np.std(rets):.1f}" if rets else "—"
+        # over seeds; with one seed, the spread over its 10 evaluation episodes
+        ret = (f"{np.mean(rets):.1f} ± {np.std(rets):.1f}" if len(rets) > 1
+               else f"{rets[0]:.1f} ± {episode_std:.1f} (10 ep)" if rets else "—")
         lines.append(f"| {m} | {fmt(metrics.get('pose R²'))} | {fmt(metrics.get('velocity R²'))} | {ret} | {len(rets)} | "
                      f"{np.mean(mins):.1f} |" if mins else f"| {m} | {fmt(metrics.get('pose R²'))} | "
                      f"{fmt(metrics.get('velocity R²'))} | — | 0 | — |")
