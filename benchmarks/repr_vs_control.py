@@ -7,9 +7,9 @@ R², pose and velocity) and used frozen by SAC on cartpole_swingup for 100k env 
 
 The frame set: cartpole swingup and balance episodes (random swingup frames never show the pole up)
 plus walker episodes, 64 px. Every method trains the same tiny ViT (64 px, patch 8, dim 128, depth 4)
-for the same number of steps with its own recipe. The control readout keeps position: the ViT's
-features are its CLS token plus the patch tokens average-pooled onto a 2x2 grid (640-d per frame;
-SAC sees the last 3 frames). Every stage skips what is already done, so an interrupted benchmark
+for the same number of steps (1000) at the same batch (64), with its own recipe otherwise. The control
+readout keeps position: the ViT's features are its CLS token plus the patch tokens average-pooled onto
+a 2x2 grid (640-d per frame; SAC sees the last 3 frames). Every stage skips what is already done, so an interrupted benchmark
 continues where it stopped when rerun with the same --out.
 """
 
@@ -60,7 +60,7 @@ def encoder_dir(out: Path, method: str, seed: int) -> Path:
     return out / "pretrain" / f"{method}_s{seed}" / "encoder"
 
 
-def pretrain(out: Path, methods: list[str], steps: int, seed: int, device: str, log: Path) -> dict[str, float]:
+def pretrain(out: Path, methods: list[str], steps: int, batch: int, seed: int, device: str, log: Path) -> dict[str, float]:
     seconds = {}
     data = [f"data.path={out}/data/swingup", f"data.extra_paths=[{out}/data/balance,{out}/data/walker]"]
     for m in methods:
@@ -70,8 +70,8 @@ def pretrain(out: Path, methods: list[str], steps: int, seed: int, device: str, 
         if m == "random":
             _save_random_encoder(out, enc, seed)
             continue
-        seconds[m] = run(["pretrain/run.py", *METHODS[m], *data, "backbone=vit_tiny", f"steps={steps}", f"seed={seed}",
-                          f"device={device}", f"out={enc.parent}"], log)
+        seconds[m] = run(["pretrain/run.py", *METHODS[m], *data, "backbone=vit_tiny", f"steps={steps}",
+                          f"method.batch_size={batch}", f"seed={seed}", f"device={device}", f"out={enc.parent}"], log)
     return seconds
 
 
@@ -100,13 +100,15 @@ def probe(out: Path, methods: list[str], seed: int, log: Path) -> None:
     run(["pretrain/eval.py", f"encoders=[{encs}]", f"data.path={out}/data/swingup", f"out={folder}", f"seed={seed}"], log)
 
 
-def control(out: Path, methods: list[str], env_steps: int, seeds: list[int], log: Path, state: bool) -> None:
+def control(out: Path, methods: list[str], env_steps: int, seeds: list[int], log: Path, state: bool, wait: bool) -> None:
     for seed in seeds:
         for m in methods:
             folder = out / "control" / f"{m}_s{seed}"
             if (folder / "results.json").exists():
                 continue
             enc = encoder_dir(out, m, 0)  # one encoder per method; seeds vary the agent
+            while wait and not (enc / "encoder.json").exists():  # a pretrain stage running beside this one
+                time.sleep(20)
             run(["agents/train.py", "env=dmc_cartpole", f"encoder={enc}", f"steps={env_steps}", f"seed={seed}",
                  "video=false", f"out={folder}"], log)
         if state and not (out / "control" / f"state_s{seed}" / "results.json").exists():
@@ -162,11 +164,14 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench-repr-control")
     p.add_argument("--stages", nargs="+", default=["collect", "pretrain", "probe", "control", "report"])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p.add_argument("--pretrain-steps", type=int, default=2000)
+    p.add_argument("--pretrain-steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=64, help="pretraining batch, the same for every method")
     p.add_argument("--env-steps", type=int, default=100_000)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--no-state", action="store_true", help="skip the true-state SAC oracle")
+    p.add_argument("--wait", action="store_true",
+                   help="control: wait for each encoder (run beside a --stages pretrain process; use 1 thread each)")
     p.add_argument("--pack", help="after pretraining, archive encoders and results (no checkpoints) to this .tgz")
     a = p.parse_args()
     out = Path(a.out)
@@ -175,14 +180,14 @@ def main() -> None:
     if "collect" in a.stages:
         collect(out, log)
     if "pretrain" in a.stages:
-        secs = pretrain(out, a.methods, a.pretrain_steps, 0, a.device, log)
+        secs = pretrain(out, a.methods, a.pretrain_steps, a.batch, 0, a.device, log)
         print("pretrain seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()), flush=True)
         if a.pack:
             pack(out, Path(a.pack))
     if "probe" in a.stages:
         probe(out, a.methods, 0, log)
     if "control" in a.stages:
-        control(out, a.methods, a.env_steps, a.seeds, log, state=not a.no_state)
+        control(out, a.methods, a.env_steps, a.seeds, log, state=not a.no_state, wait=a.wait)
     if "report" in a.stages:
         table = report(out, a.methods, a.seeds)
         text = header("Representation vs control: cartpole_swingup, frozen features + SAC") + "\n" + table + "\n"

@@ -172,7 +172,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
             if rank == 0:
                 for k, v in val_metrics.items():
                     writer.add_scalar(f"val/{k}", v, step)  # type: ignore[union-attr]
-                with _fixed_rng(model, cfg.seed):  # figures must not consume the training RNG
+                with fixed_rng(model, cfg.seed):  # figures must not consume the training RNG
                     model.save_figures(val_batch, out, step)
             _save_checkpoint(out / CHECKPOINT, model, opt, sched, gen, step)
             log.info(f"step {step}: train loss {float(logs['loss']):.4f}, held-out {_fmt(val_metrics)}")
@@ -213,14 +213,14 @@ def held_out_metrics(model: Method, batch: Batch, step: int, seed: int) -> dict[
     across steps); the method's buffers and the training RNG are left untouched."""
     was_training = model.training
     model.eval()
-    with _fixed_rng(model, seed):
+    with fixed_rng(model, seed):
         _, logs = model.training_step(batch, step)
     model.train(was_training)
     return {k: float(v) for k, v in logs.items()}
 
 
 @contextlib.contextmanager
-def _fixed_rng(model: Method, seed: int) -> Any:
+def fixed_rng(model: Method, seed: int) -> Any:
     """Give the method a fresh generator (and torch RNG) for evaluation, then restore both."""
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)

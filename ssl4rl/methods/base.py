@@ -41,6 +41,7 @@ class MethodConfig:
     momentum: float = 0.9  # sgd / lars momentum
     warmup: int = 100  # optimizer steps of linear warm-up before the cosine decay
     lars_eta: float = 1e-3  # LARS trust coefficient (SimCLR, BYOL, Barlow Twins)
+    lr_reference_batch: int = 0  # >0: ``lr`` is given for this many images and scaled by batch_size / it
 
 
 @dataclass
@@ -113,16 +114,18 @@ class Method(nn.Module, abc.ABC):
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer groups: weight decay on weights, none on norms and biases (as MAE's code).
 
-        A group may carry ``lr_scale`` (multiplies the lr) and ``fixed_lr=True`` (no schedule).
+        A group may carry ``lr_scale`` (multiplies the lr) and ``fixed_lr=True`` (no schedule). With
+        ``lr_reference_batch`` set, every group's lr is scaled linearly by ``batch_size / lr_reference_batch``.
         """
         decay, no_decay = [], []
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
             (no_decay if p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name or "token" in name else decay).append(p)
+        scale = self.cfg.batch_size / self.cfg.lr_reference_batch if self.cfg.lr_reference_batch > 0 else 1.0
         return [
-            {"params": decay, "weight_decay": self.cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+            {"params": decay, "weight_decay": self.cfg.weight_decay, "lr_scale": scale},
+            {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True, "lr_scale": scale},
         ]
 
     def embedding(self, x01: torch.Tensor) -> torch.Tensor:

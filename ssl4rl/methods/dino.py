@@ -26,7 +26,6 @@ weight decay of 0.04 (the paper raises it to 0.4) and no gradient clipping.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
@@ -42,9 +41,6 @@ from ssl4rl.parts.momentum import cosine_momentum
 from ssl4rl.parts.multicrop import N_GLOBAL, MultiCrop, embed_views, multi_crop_pair
 from ssl4rl.parts.teacher import MomentumTeacher
 
-LR_REFERENCE_BATCH = 256  # the batch size the configured lr is given for (the official code's linear scaling)
-
-
 @dataclass
 class DINOConfig(MethodConfig):
     """DINO recipe for 32-84 px: AdamW lr 5e-4 x batch / 256, batch 64, weight decay 0.04, 2 global + 4 local crops."""
@@ -52,6 +48,7 @@ class DINOConfig(MethodConfig):
     name: str = "dino"
     batch_size: int = 64
     lr: float = 5e-4  # for a batch of 256 images, scaled linearly with batch_size (the official rule)
+    lr_reference_batch: int = 256
     weight_decay: float = 0.04
     out_dim: int = 1024
     hidden_dim: int = 512
@@ -122,11 +119,6 @@ class DINO(Method):
             m = self.cfg.center_momentum
             self.center.mul_(m).add_(all_reduce_mean(self.teacher_mean), alpha=1 - m)
             self.teacher_mean = None
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        """The base groups with the lr scaled by ``batch_size / 256`` (``lr`` is given for 256 images)."""
-        scale = self.cfg.batch_size / LR_REFERENCE_BATCH
-        return [dict(g, lr_scale=g.get("lr_scale", 1.0) * scale) for g in super().param_groups()]
 
     def embedding(self, x01: torch.Tensor) -> torch.Tensor:
         """The student head's L2-normalised bottleneck, before the prototypes."""
