@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ssl4rl.encoders import encoder_meta
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_VIT = ["backbone.image_size=32", "backbone.embed_dim=32", "backbone.depth=1", "backbone.num_heads=2"]
 
@@ -31,6 +33,8 @@ def test_tiny_end_to_end(tmp_path):
     report = json.loads((probe / "probe.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["mae (vit)", "random init (vit)", "raw pixels 16x16"]
     assert "held-out R²" in (probe / "probe.md").read_text() and "raw pixels" in p.stdout
+    run("pretrain/random_init.py", f"like={pre}/encoder", f"out={tmp_path / 'rand'}")
+    assert encoder_meta(tmp_path / "rand" / "encoder")["method"] == "random"
     run("agents/train.py", "env=dmc_cartpole", f"encoder={pre}/encoder", "steps=320", "eval_every=0",
         "eval_episodes=1", "agent.learning_starts=10", "agent.batch_size=16", f"out={sac}")
     res = json.loads((sac / "results.json").read_text())

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from ssl4rl.encoders import build_encoder, encoder_meta, load_encoder, save_encoder
+from ssl4rl.encoders import build_encoder, encoder_meta, load_encoder, random_like, save_encoder
 from ssl4rl.encoders.vit import POOLS
 from ssl4rl.errors import UserError
 from helpers import assert_one_line
@@ -205,3 +205,15 @@ def test_encoder_does_not_modify_float_input():
     with torch.no_grad():
         enc(x)
     assert x.max().item() == 200.0
+
+
+def test_random_like_keeps_architecture_and_normalisation(tmp_path):
+    torch.manual_seed(5)
+    trained = build_encoder("vit", **VIT)
+    trained.set_normalization([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])
+    save_encoder(trained, tmp_path / "enc", method="mae")
+    a, b = random_like(tmp_path / "enc", seed=1), random_like(tmp_path / "enc", seed=1)
+    assert a.config() == trained.config() and torch.equal(a.mean, trained.mean) and torch.equal(a.std, trained.std)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())  # seeded
+    weights = [k for k in a.state_dict() if k not in ("mean", "std")]
+    assert any(not torch.equal(a.state_dict()[k], trained.state_dict()[k]) for k in weights)  # untrained

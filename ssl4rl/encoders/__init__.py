@@ -10,6 +10,7 @@ from ssl4rl.encoders.base import (
     build_encoder,
     encoder_meta,
     load_encoder,
+    random_like,
     register_arch,
     save_encoder,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "build_encoder",
     "encoder_meta",
     "load_encoder",
+    "random_like",
     "register_arch",
     "save_encoder",
 ]

@@ -180,6 +180,16 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu", arch: str
     return encoder.to(device).eval()
 
 
+def random_like(path: str | Path, seed: int = 0) -> Encoder:
+    """An untrained encoder (seeded) with the architecture and input normalisation of the one saved
+    at ``path``: the random-init baseline that matches a pretrained encoder."""
+    meta = encoder_meta(path)
+    torch.manual_seed(seed)
+    encoder = build_encoder(meta["arch"], **meta["kwargs"])
+    encoder.set_normalization(meta["normalization"]["mean"], meta["normalization"]["std"])
+    return encoder.eval()
+
+
 def _folder(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file() or path.suffix in (".json", ".safetensors"):
