@@ -40,10 +40,14 @@ def test_tiny_end_to_end(tmp_path):
     res = json.loads((sac / "results.json").read_text())
     assert res["env_steps"] == 320 and res["agent_steps"] == 40
     assert (sac / "curve.png").exists() and (sac / "eval.gif").exists()
+    run("agents/train.py", "env=dmc_cartpole", f"encoder={tmp_path / 'rand'}/encoder", "steps=320", "eval_every=0",
+        "eval_episodes=1", "agent.learning_starts=10", "agent.batch_size=16", "video=false", f"out={tmp_path / 'sac_rand'}")
     p = subprocess.run([sys.executable, "-m", "ssl4rl.report", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0
     mae_row = next(line for line in p.stdout.splitlines() if line.startswith("| mae (vit)"))
     assert "±" in mae_row  # the probe R² and the eval return stand in one row
+    assert any(line.startswith("| random (") and "±" in line for line in p.stdout.splitlines())
+    assert "mae vs random init:" in p.stdout and "cannot be judged from one evaluation episode" in p.stdout
 
 
 def test_pretrain_rerun_resumes(tmp_path, tiny_dataset):

@@ -37,7 +37,7 @@ import torch
 
 from ssl4rl.data import dataset_meta, load_split, resize_frames
 from ssl4rl.data.datasets import FrameDataset
-from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
+from ssl4rl.encoders import Encoder, encoder_meta, load_encoder, random_like
 from ssl4rl.errors import UserError
 from ssl4rl.eval.finetune import finetune as finetune_encoder
 from ssl4rl.eval.knn import DEFAULT_TEMPERATURE, knn_accuracy
@@ -102,19 +102,20 @@ def representations(
     encoder_paths: Sequence[str | Path], device: torch.device, batch_size: int = 256, pixels_size: int = 16,
     seed: int = 0,
 ) -> list[Representation]:
-    """The saved encoders, one random init (seeded) per distinct architecture config, and raw pixels."""
+    """The saved encoders, one random init (seeded, normalised like the first encoder of its
+    architecture config) per config that has no saved random init among them, and raw pixels."""
     metas = [encoder_meta(p) for p in encoder_paths]
     names = unique_names([f"{m.get('method', 'none')} ({m['arch']})" for m in metas],
                          [_run_folder(p) for p in encoder_paths])
+    key = lambda meta: json.dumps([meta["arch"], meta["kwargs"]], sort_keys=True)
+    have_random = {key(m) for m in metas if m.get("method") == "random"}
     reps, randoms = [], {}
     for path, name, meta in zip(encoder_paths, names, metas, strict=True):
         enc = load_encoder(path, device=device)
         reps.append(Representation(name, encoder_featurizer(enc, batch_size), enc, str(path), meta.get("val_metrics")))
-        key = json.dumps([meta["arch"], meta["kwargs"]], sort_keys=True)
-        if key not in randoms:
+        if key(meta) not in randoms and key(meta) not in have_random:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                randoms[key] = build_encoder(meta["arch"], **meta["kwargs"]).to(device).eval()
+                randoms[key(meta)] = random_like(path, seed).to(device)
     rand_names = unique_names([f"random init ({e.arch})" for e in randoms.values()],
                               [f"dim {e.feature_dim}" for e in randoms.values()])
     for name, enc in zip(rand_names, randoms.values(), strict=True):
