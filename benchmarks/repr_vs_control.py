@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header
+from _common import header, run
 
-ROOT = Path(__file__).resolve().parent.parent
 # name -> pretrain overrides ("random" is the untrained ViT)
 METHODS: dict[str, list[str]] = {
     "mae": ["method=mae"],
@@ -39,15 +37,6 @@ METHODS: dict[str, list[str]] = {
     "random": [],
 }
 FRAMES = {"swingup": ("dmc_cartpole", 30), "balance": ("dmc_cartpole_balance", 30), "walker": ("dmc_walker", 10)}
-
-
-def run(args: list[str], log: Path) -> float:
-    """Run one entry point (its own process), appending its output to ``log``; returns seconds."""
-    print("$ python " + " ".join(args), flush=True)
-    t = time.time()
-    with log.open("a") as f:
-        subprocess.run([sys.executable, *args, "progress=false"], cwd=ROOT, check=True, stdout=f, stderr=subprocess.STDOUT)
-    return time.time() - t
 
 
 def collect(out: Path, log: Path) -> None:
