@@ -7,7 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
-DEMO_ENV ?= dmc_cartpole
+# the method that did best on control in benchmarks/repr_vs_control.py
+DEMO_METHOD ?= mae
 
 .PHONY: install demo test bench race clean-venv
 
@@ -20,13 +21,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	@echo "== demo: $(DEMO_ENV) frames -> MAE -> probe -> SAC on frozen features, in $(DEMO_DIR)"
-	$(PY) envs/collect.py env=$(DEMO_ENV) episodes=20 out=$(DEMO_DIR)/data
-	$(PY) pretrain/run.py method=mae data.path=$(DEMO_DIR)/data steps=800 method.batch_size=64 ckpt_every=400 out=$(DEMO_DIR)/pretrain
-	$(PY) pretrain/eval.py encoder=$(DEMO_DIR)/pretrain/encoder data.path=$(DEMO_DIR)/data out=$(DEMO_DIR)/probe
-	$(PY) agents/train.py env=$(DEMO_ENV) encoder=$(DEMO_DIR)/pretrain/encoder steps=30000 eval_every=10000 out=$(DEMO_DIR)/sac_mae
-	$(PY) agents/train.py env=$(DEMO_ENV) encoder=state steps=30000 eval_every=10000 video=false out=$(DEMO_DIR)/sac_state
-	$(PY) -m ssl4rl.report $(DEMO_DIR)
+	@echo "== demo: cartpole frames -> $(DEMO_METHOD) -> SAC on frozen features vs random init and state, in $(DEMO_DIR)"
+	$(PY) -m ssl4rl.demo --out $(DEMO_DIR) --method $(DEMO_METHOD)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check ssl4rl tests envs agents pretrain benchmarks

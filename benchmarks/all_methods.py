@@ -35,7 +35,7 @@ def main() -> None:
                    help="frame folders from envs/collect.py; the first is probed for state, all give task labels")
     p.add_argument("--out", default="runs/bench-all-methods")
     p.add_argument("--methods", nargs="+", default=sorted(METHODS), choices=sorted(METHODS))
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=64)
     a = p.parse_args()
     out = Path(a.out)

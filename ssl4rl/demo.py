@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from ssl4rl.methods import METHODS
 from ssl4rl.report import summary_table
 from ssl4rl.utils import write_text
 
@@ -54,16 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--out", required=True, help="a new folder for every stage's outputs")
     p.add_argument("--method", default="mae", help="the pretraining method (default: the best on control)")
+    p.add_argument("--episodes", type=int, default=20, help="random-policy episodes of each task")
     p.add_argument("--pretrain-steps", type=int, default=1000)
     p.add_argument("--env-steps", type=int, default=100_000)
     a = p.parse_args(argv)
     out = Path(a.out)
-    if out.exists():
-        sys.exit(f"error: --out {out} already exists; choose a new folder (nothing there was changed)")
+    problem = (f"unknown method '{a.method}'; valid names: {', '.join(sorted(METHODS))}" if a.method not in METHODS
+               else f"--out {out} already exists; choose a new folder (nothing there was changed)" if out.exists() else "")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     t0 = time.time()
     data = {"swingup": out / "data" / "swingup", "balance": out / "data" / "balance"}
-    _wait(_start(["envs/collect.py", "env=dmc_cartpole", "episodes=20", "image_size=64", f"out={data['swingup']}"], 1),
-          _start(["envs/collect.py", "env=dmc_cartpole_balance", "episodes=20", "image_size=64", f"out={data['balance']}"], 1))
+    _wait(*(_start(["envs/collect.py", f"env={env}", f"episodes={a.episodes}", "image_size=64", f"out={data[task]}"], 1)
+            for task, env in (("swingup", "dmc_cartpole"), ("balance", "dmc_cartpole_balance"))))
     _wait(_start(["pretrain/run.py", f"method={a.method}", f"data.path={data['swingup']}",
                   f"data.extra_paths=[{data['balance']}]", f"steps={a.pretrain_steps}", "method.batch_size=64",
                   f"out={out / 'pretrain'}"]))
@@ -72,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     sac = ["agents/train.py", "env=dmc_cartpole", f"steps={a.env_steps}", "eval_every=0", "video=false"]
     agents = [_start([*sac, f"encoder={ssl}", f"out={out / ('sac_' + a.method)}"], 1),
               _start([*sac, f"encoder={rand}", f"out={out / 'sac_random'}"], 1)]
-    _wait(_start(["agents/train.py", "env=dmc_cartpole", "encoder=state", "steps=30000", "eval_every=0", "video=false",
-                  f"out={out / 'sac_state'}"], 1))
+    _wait(_start(["agents/train.py", "env=dmc_cartpole", "encoder=state", f"steps={min(30_000, a.env_steps)}",
+                  "eval_every=0", "video=false", f"out={out / 'sac_state'}"], 1))
     _wait(_start(["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", f"out={out / 'probe'}"], 1))
     _wait(*agents)
     table = summary_table(out)

@@ -98,3 +98,16 @@ def test_failed_run_never_overwrites(tmp_path):
     p = run("envs/collect.py", "episodes=2", "image_size=32", f"out={out}", ok=False)
     assert p.returncode == 2 and "already holds" in p.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_demo_pipeline_at_a_tiny_budget(tmp_path):
+    """The demo driver end to end (its stages side by side), at a budget that only checks the plumbing."""
+    out = tmp_path / "demo"
+    args = ["--out", str(out), "--episodes", "2", "--pretrain-steps", "2", "--env-steps", "160"]
+    p = subprocess.run([sys.executable, "-m", "ssl4rl.demo", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = (out / "summary.md").read_text()
+    assert "| mae (vit) |" in summary and "| random (vit) |" in summary and "true state (oracle)" in summary
+    assert "mae vs random init:" in summary
+    again = subprocess.run([sys.executable, "-m", "ssl4rl.demo", *args], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "already exists" in again.stderr
