@@ -7,8 +7,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
-# the method that did best on control in benchmarks/repr_vs_control.py
-DEMO_METHOD ?= mae
+# the method that did best on control in benchmarks/repr_vs_control.py (rotation: 192.9 ± 16.0 over 3 seeds),
+# at a pretraining budget that keeps the demo within 12 minutes on 2 cores (its accuracy saturates by ~200 steps)
+DEMO_METHOD ?= rotation
+DEMO_STEPS ?= 300
 
 .PHONY: install demo test bench race clean-venv
 
@@ -22,7 +24,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@echo "== demo: cartpole frames -> $(DEMO_METHOD) -> SAC on frozen features vs random init and state, in $(DEMO_DIR)"
-	$(PY) -m ssl4rl.demo --out $(DEMO_DIR) --method $(DEMO_METHOD)
+	$(PY) -m ssl4rl.demo --out $(DEMO_DIR) --method $(DEMO_METHOD) --pretrain-steps $(DEMO_STEPS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check ssl4rl tests envs agents pretrain benchmarks

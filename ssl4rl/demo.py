@@ -54,9 +54,9 @@ def _wait(*procs: subprocess.Popen) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--out", required=True, help="a new folder for every stage's outputs")
-    p.add_argument("--method", default="mae", help="the pretraining method (default: the best on control)")
+    p.add_argument("--method", default="rotation", help="the pretraining method (default: the best on control)")
     p.add_argument("--episodes", type=int, default=20, help="random-policy episodes of each task")
-    p.add_argument("--pretrain-steps", type=int, default=1000)
+    p.add_argument("--pretrain-steps", type=int, default=300)
     p.add_argument("--env-steps", type=int, default=100_000)
     a = p.parse_args(argv)
     out = Path(a.out)

@@ -107,7 +107,7 @@ def test_demo_pipeline_at_a_tiny_budget(tmp_path):
     p = subprocess.run([sys.executable, "-m", "ssl4rl.demo", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     summary = (out / "summary.md").read_text()
-    assert "| mae (vit) |" in summary and "| random (vit) |" in summary and "true state (oracle)" in summary
-    assert "mae vs random init:" in summary
+    assert "| rotation (vit) |" in summary and "| random (vit) |" in summary and "true state (oracle)" in summary
+    assert "rotation vs random init:" in summary
     again = subprocess.run([sys.executable, "-m", "ssl4rl.demo", *args], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "already exists" in again.stderr
