@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
-# the method that did best on control in benchmarks/repr_vs_control.py (rotation: 192.9 ± 16.0 over 3 seeds),
+# the method that did best on control in benchmarks/repr_vs_control.py (rotation: 192.8 ± 16.0 over 3 seeds),
 # at a pretraining budget that keeps the demo within 12 minutes on 2 cores (its accuracy saturates by ~200 steps)
 DEMO_METHOD ?= rotation
 DEMO_STEPS ?= 300
