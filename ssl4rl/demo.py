@@ -1,6 +1,6 @@
-"""The whole pipeline on a built-in default, sized for a 2-core CPU (``make demo``, about 11 minutes):
+"""The whole pipeline on a built-in default, sized for a 2-core CPU (``make demo``, about 10.5 minutes):
 
-    python -m ssl4rl.demo --out runs/demo-<time> [--method mae]
+    python -m ssl4rl.demo --out runs/demo-<time> [--method rotation --pretrain-steps 300]
 
 1. collect random-policy frames of cartpole swingup and balance (64 px; balance episodes show the
    pole up, which random swingup episodes never do);
