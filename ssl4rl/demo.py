@@ -1,15 +1,18 @@
-"""The whole pipeline on a built-in default, sized for a 2-core CPU (``make demo``, about 10.5 minutes):
+"""The whole pipeline on a built-in default, sized for a 2-core CPU (``make demo``, about 11 minutes):
 
-    python -m ssl4rl.demo --out runs/demo-<time> [--method rotation --pretrain-steps 300]
+    python -m ssl4rl.demo --out runs/demo-<time> [--method rotation --pretrain-steps 1000 --seeds 1]
 
-1. collect random-policy frames of cartpole swingup and balance (64 px; balance episodes show the
-   pole up, which random swingup episodes never do);
-2. pretrain ``--method`` (the method that did best on control in benchmarks/repr_vs_control.py) on them;
-3. save the random-init baseline of the same architecture (pretrain/random_init.py);
-4. SAC on cartpole swingup for 100k env steps on each frozen encoder, the two side by side (one thread
-   each), plus SAC on the true state (the oracle), and the state probe of both encoders;
+1. collect random-policy frames of cartpole swingup, cartpole balance (whose episodes show the pole up,
+   which random swingup episodes never do) and walker at 64 px: the frame set of
+   benchmarks/repr_vs_control.py;
+2. pretrain ``--method`` (the method that did best on control in that benchmark) on them;
+3. save the random-init baseline: the same architecture and input normalisation, untrained
+   (pretrain/random_init.py);
+4. SAC on cartpole swingup for 100k env steps on each frozen encoder, two runs side by side (one thread
+   each), then SAC on the true state (the oracle) beside the state probe of both encoders;
 5. one table (``ssl4rl.report``): probe R² next to return, and whether the SSL encoder beats random init
-   by more than the two standard deviations added.
+   by more than the two standard deviations added (over agent seeds with ``--seeds 2`` or more, else
+   over the evaluation episodes of the one seed).
 Every stage is an entry point run as its own process; their logs are in each stage's folder.
 """
 
@@ -28,6 +31,9 @@ from ssl4rl.utils import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+# the benchmark's frame set (benchmarks/repr_vs_control.py): random-policy episodes of each env at 64 px
+FRAME_SET = {"swingup": ("dmc_cartpole", 30), "balance": ("dmc_cartpole_balance", 30), "walker": ("dmc_walker", 10)}
 
 _RUNNING: list[subprocess.Popen] = []
 
@@ -51,36 +57,55 @@ def _wait(*procs: subprocess.Popen) -> None:
         sys.exit(f"error: a demo stage failed (exit codes {codes}); its log.txt says why")
 
 
+def _pool(jobs: list[list[str]], slots: int = 2) -> None:
+    """Run ``jobs`` (entry-point argument lists), ``slots`` at a time with one thread each."""
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < slots:
+            running.append(_start(pending.pop(0), 1))
+        time.sleep(0.5)
+        for proc in [p for p in running if p.poll() is not None]:
+            running.remove(proc)
+            _wait(proc)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--out", required=True, help="a new folder for every stage's outputs")
     p.add_argument("--method", default="rotation", help="the pretraining method (default: the best on control)")
-    p.add_argument("--episodes", type=int, default=20, help="random-policy episodes of each task")
-    p.add_argument("--pretrain-steps", type=int, default=300)
+    p.add_argument("--episodes", type=int, default=30, help="random-policy episodes of cartpole swingup (and as many "
+                   "of balance, a third as many of walker)")
+    p.add_argument("--pretrain-steps", type=int, default=1000)
+    p.add_argument("--pretrain-batch", type=int, default=16)
     p.add_argument("--env-steps", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, default=1, help="SAC seeds per encoder (with several, the ± is over them; "
+                   "each adds about 7 minutes)")
     a = p.parse_args(argv)
     out = Path(a.out)
-    problem = (f"unknown method '{a.method}'; valid names: {', '.join(sorted(METHODS))}" if a.method not in METHODS
-               else f"--out {out} already exists; choose a new folder (nothing there was changed)" if out.exists() else "")
+    small = [f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if isinstance(v, int) and v < 1]
+    if small:
+        problem = f"{small[0]}: must be at least 1"
+    elif a.method not in METHODS:
+        problem = f"unknown method '{a.method}'; valid names: {', '.join(sorted(METHODS))}"
+    else:
+        problem = f"--out {out} already exists; choose a new folder (nothing there was changed)" if out.exists() else ""
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     t0 = time.time()
-    data = {"swingup": out / "data" / "swingup", "balance": out / "data" / "balance"}
-    _wait(*(_start(["envs/collect.py", f"env={env}", f"episodes={a.episodes}", "image_size=64", f"out={data[task]}"], 1)
-            for task, env in (("swingup", "dmc_cartpole"), ("balance", "dmc_cartpole_balance"))))
-    _wait(_start(["pretrain/run.py", f"method={a.method}", f"data.path={data['swingup']}",
-                  f"data.extra_paths=[{data['balance']}]", f"steps={a.pretrain_steps}", "method.batch_size=64",
-                  f"out={out / 'pretrain'}"]))
+    data = {name: out / "data" / name for name in FRAME_SET}
+    _pool([["envs/collect.py", f"env={env}", f"episodes={max(1, n * a.episodes // 30)}", "image_size=64", f"out={data[name]}"]
+           for name, (env, n) in FRAME_SET.items()])
+    extra = ",".join(str(data[name]) for name in FRAME_SET if name != "swingup")
+    _wait(_start(["pretrain/run.py", f"method={a.method}", f"data.path={data['swingup']}", f"data.extra_paths=[{extra}]",
+                  f"steps={a.pretrain_steps}", f"method.batch_size={a.pretrain_batch}", f"out={out / 'pretrain'}"]))
     ssl, rand = out / "pretrain" / "encoder", out / "random" / "encoder"
     _wait(_start(["pretrain/random_init.py", f"like={ssl}", f"out={rand.parent}"]))
-    sac = ["agents/train.py", "env=dmc_cartpole", f"steps={a.env_steps}", "eval_every=0", "video=false"]
-    agents = [_start([*sac, f"encoder={ssl}", f"out={out / ('sac_' + a.method)}"], 1),
-              _start([*sac, f"encoder={rand}", f"out={out / 'sac_random'}"], 1)]
-    _wait(_start(["agents/train.py", "env=dmc_cartpole", "encoder=state", f"steps={min(30_000, a.env_steps)}",
-                  "eval_every=0", "video=false", f"out={out / 'sac_state'}"], 1))
-    _wait(_start(["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", f"out={out / 'probe'}"], 1))
-    _wait(*agents)
+    sac = ["agents/train.py", "env=dmc_cartpole", "eval_every=0", "video=false"]
+    runs = [[*sac, f"steps={a.env_steps}", f"encoder={enc}", f"seed={seed}", f"out={out / f'sac_{name}_s{seed}'}"]
+            for seed in range(a.seeds) for name, enc in ((a.method, ssl), ("random", rand))]
+    _pool([*runs, [*sac, "encoder=state", f"steps={min(30_000, a.env_steps)}", f"out={out / 'sac_state'}"],
+           ["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", f"out={out / 'probe'}"]])
     table = summary_table(out)
     write_text(out / "summary.md", table)
     print(f"\n{table}\n(also written to {out / 'summary.md'}; demo took {(time.time() - t0) / 60:.1f} min)")

@@ -45,10 +45,48 @@ def _method(agent: dict[str, Any]) -> str | None:
         return None
 
 
+class Group:
+    """The agent runs of one representation (same encoder, env and budget), one per seed."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        self.runs = runs
+        self.returns = [float(r["eval_return_mean"]) for r in runs]
+
+    @property
+    def seeds(self) -> int:
+        return len(self.runs)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.returns) / len(self.returns)
+
+    @property
+    def std(self) -> float:
+        """Over seeds with several; over evaluation episodes with one."""
+        if self.seeds == 1:
+            return float(self.runs[0]["eval_return_std"])
+        return (sum((x - self.mean) ** 2 for x in self.returns) / len(self.returns)) ** 0.5
+
+    def cell(self) -> str:
+        if self.seeds == 1:
+            return f"{self.mean:.1f} ± {self.std:.1f} ({self.runs[0]['eval_episodes']} ep)"
+        return f"{self.mean:.1f} ± {self.std:.1f} ({self.seeds} seeds: {', '.join(f'{x:.0f}' for x in self.returns)})"
+
+
+def _groups(agents: list[dict[str, Any]]) -> list[Group]:
+    """Agent runs grouped by representation, env and budget, in order of first appearance."""
+    keyed: dict[tuple, list[dict[str, Any]]] = {}
+    for a in agents:
+        path = a.get("encoder_path")
+        key = (str(Path(path).resolve()) if path else a["encoder"], a.get("env"), a.get("env_steps"))
+        keyed.setdefault(key, []).append(a)
+    return [Group(sorted(runs, key=lambda r: r.get("seed", 0))) for runs in keyed.values()]
+
+
 def summary_table(root: str | Path) -> str:
     """Markdown table of every probe row and agent result found under ``root``, then the verdict."""
     root = Path(root)
-    agents = [r for r in _load_all(root, "results.json") if "eval_return_mean" in r]
+    groups = _groups([r for r in _load_all(root, "results.json") if "eval_return_mean" in r])
     lines = [
         "| representation | pose R² (held-out) | velocity R² (3 frames) | eval return (mean ± std) | env steps | RL minutes |",
         "|---|---|---|---|---|---|",
@@ -56,35 +94,40 @@ def summary_table(root: str | Path) -> str:
     used: set[int] = set()
     for ev in _load_all(root, "eval.json"):
         for row in ev.get("rows", []):
-            match = [j for j, a in enumerate(agents) if _same(row.get("encoder"), a.get("encoder_path"))]
+            match = [j for j, g in enumerate(groups) if _same(row.get("encoder"), g.runs[0].get("encoder_path"))]
             used.update(match)
             m = main_metrics(row) if "knn" in row else {}
-            lines.append(_row(row["name"], _fmt(m.get("pose R²")), _fmt(m.get("velocity R²")), [agents[j] for j in match]))
-    for j, a in enumerate(agents):
+            group = groups[match[-1]] if match else None
+            lines.append(_row(row["name"], _fmt(m.get("pose R²")), _fmt(m.get("velocity R²")), group))
+    for j, g in enumerate(groups):
         if j not in used:
+            a = g.runs[0]
             oracle = a["encoder"] == "state"
             name = "true state (oracle)" if oracle else f"{_method(a) or 'encoder'} ({a['encoder']})"
-            lines.append(_row(name, "1 (is the state)" if oracle else "—", "—", [a]))
-    return "\n".join([*lines, "", *verdicts(agents)]).rstrip() + "\n"
+            lines.append(_row(name, "1 (is the state)" if oracle else "—", "—", g))
+    return "\n".join([*lines, "", *verdicts(groups)]).rstrip() + "\n"
 
 
-def verdicts(agents: list[dict[str, Any]]) -> list[str]:
+def verdicts(groups: list[Group]) -> list[str]:
     """One line per pretrained encoder: does its return beat the random init's by more than the two
-    standard deviations added? (Empty without a random-init agent.)"""
-    by_method = [(_method(a), a) for a in agents]
-    randoms = [a for m, a in by_method if m == "random"]
+    standard deviations added? Stds are over agent seeds when both have several, else over evaluation
+    episodes of the one seed (which understates the spread). Empty without a random-init agent."""
+    by_method = [(_method(g.runs[0]), g) for g in groups]
+    randoms = [g for m, g in by_method if m == "random"]
     if not randoms:
         return []
     r = randoms[-1]
     out = []
-    for m, a in by_method:
+    for m, g in by_method:
         if m in (None, "random"):
             continue
-        gap, spread = a["eval_return_mean"] - r["eval_return_mean"], a["eval_return_std"] + r["eval_return_std"]
-        verdict = ("cannot be judged from one evaluation episode" if min(a["eval_episodes"], r["eval_episodes"]) < 2
+        gap, spread = g.mean - r.mean, g.std + r.std
+        over = "over agent seeds" if min(g.seeds, r.seeds) > 1 else "over evaluation episodes of one seed"
+        judgeable = min(g.seeds, r.seeds) > 1 or min(g.runs[0]["eval_episodes"], r.runs[0]["eval_episodes"]) > 1
+        verdict = ("cannot be judged from one evaluation episode of one seed" if not judgeable
                    else "helps" if gap > spread else "does not beat random init by more than the two stds at this budget")
-        out.append(f"{m} vs random init: {a['eval_return_mean']:.1f} - {r['eval_return_mean']:.1f} = {gap:+.1f}, "
-                   f"stds added {spread:.1f}: the {m} encoder {verdict}")
+        out.append(f"{m} vs random init: {g.mean:.1f} - {r.mean:.1f} = {gap:+.1f}, stds ({over}) added {spread:.1f}: "
+                   f"the {m} encoder {verdict}")
     return out
 
 
@@ -92,12 +135,11 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f}"
 
 
-def _row(name: str, pose: str, velocity: str, agents: list[dict[str, Any]]) -> str:
-    if not agents:
+def _row(name: str, pose: str, velocity: str, group: Group | None) -> str:
+    if group is None:
         return f"| {name} | {pose} | {velocity} | — | — | — |"
-    a = agents[-1]
-    ret = f"{a['eval_return_mean']:.1f} ± {a['eval_return_std']:.1f} ({a['eval_episodes']} ep)"
-    return f"| {name} | {pose} | {velocity} | {ret} | {a['env_steps']} | {a['rl_seconds'] / 60:.1f} |"
+    minutes = sum(r["rl_seconds"] for r in group.runs) / group.seeds / 60
+    return f"| {name} | {pose} | {velocity} | {group.cell()} | {group.runs[0]['env_steps']} | {minutes:.1f} |"
 
 
 def main(argv: list[str] | None = None) -> int:
