@@ -36,11 +36,18 @@ METHODS: dict[str, list[str]] = {
     "rotation": ["method=rotation"],
     "random": [],
 }
-FRAMES = {"swingup": ("dmc_cartpole", 30), "balance": ("dmc_cartpole_balance", 30), "walker": ("dmc_walker", 10)}
+EXTRA = ["balance", "walker"]  # mixed into training beside swingup
+
+
+def data_config(out: Path) -> list[str]:
+    """The pretraining data overrides: every frame set of ``ssl4rl.demo.FRAME_SET``."""
+    return [f"data.path={out}/data/swingup", f"data.extra_paths=[{','.join(f'{out}/data/{n}' for n in EXTRA)}]"]
 
 
 def collect(out: Path, log: Path) -> None:
-    for name, (env, episodes) in FRAMES.items():
+    from ssl4rl.demo import FRAME_SET
+
+    for name, (env, episodes) in FRAME_SET.items():
         if not (out / "data" / name / "meta.json").exists():
             run(["envs/collect.py", f"env={env}", f"episodes={episodes}", "image_size=64", f"out={out}/data/{name}"], log)
 
@@ -51,7 +58,7 @@ def encoder_dir(out: Path, method: str, seed: int) -> Path:
 
 def pretrain(out: Path, methods: list[str], steps: int, batch: int, seed: int, device: str, log: Path) -> dict[str, float]:
     seconds = {}
-    data = [f"data.path={out}/data/swingup", f"data.extra_paths=[{out}/data/balance,{out}/data/walker]"]
+    data = data_config(out)
     for m in methods:
         enc = encoder_dir(out, m, seed)
         if (enc / "encoder.json").exists():
@@ -65,19 +72,21 @@ def pretrain(out: Path, methods: list[str], steps: int, batch: int, seed: int, d
 
 
 def _save_random_encoder(out: Path, enc: Path, seed: int) -> None:
-    """The untrained ViT, normalised with the frame set's statistics like the pretrained ones."""
+    """The untrained ViT, normalised exactly as pretraining normalises (statistics of the same training
+    frames, all three sets). Until 2026-11-25 22:00 it used swingup's statistics alone, which differ
+    (std 0.09 vs 0.10-0.14); those results are kept as random_swingupnorm."""
     import torch
 
     import ssl4rl  # noqa: F401
-    from ssl4rl.data import load_split
-    from ssl4rl.data.sources import MemorySource
+    from ssl4rl.config import DataConfig
     from ssl4rl.encoders import build_encoder, save_encoder
-    from ssl4rl.pretrain import _image_stats
+    from ssl4rl.pretrain import _image_stats, open_sources
 
     torch.manual_seed(seed)
     encoder = build_encoder("vit", image_size=64)
-    train, _ = load_split(out / "data" / "swingup", holdout=0.2, seed=seed)
-    encoder.set_normalization(*_image_stats(MemorySource.from_episodes(train, 64), seed))
+    data = DataConfig(path=str(out / "data" / "swingup"), extra_paths=[str(out / "data" / n) for n in EXTRA])
+    train, _, _ = open_sources(data, 64, seed, 64)
+    encoder.set_normalization(*_image_stats(train, seed))
     save_encoder(encoder, enc, method="random")
 
 

@@ -15,6 +15,10 @@ from ssl4rl.pretrain import CHECKPOINT, pretrain
 from ssl4rl.runs import log, prepare_run_dir
 from ssl4rl.utils import resolve_device
 
+# display only: the result is bit-identical whatever their value. Everything else (steps= included: it sets
+# the LR schedule's horizon) must match the run's config.yaml for a rerun with the same out= to resume.
+SAFE_ON_RESUME = ("progress",)
+
 
 def main(cfg) -> None:
     from omegaconf import OmegaConf
@@ -26,7 +30,7 @@ def main(cfg) -> None:
     error = ""
     if dist.rank() == 0:
         try:
-            prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
+            prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT, safe_keys=SAFE_ON_RESUME)
         except UserError as e:
             error = str(e)
     error = dist.from_rank0(error)  # every process stops when rank 0 refuses the folder

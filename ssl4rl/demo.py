@@ -9,7 +9,8 @@
 3. save the random-init baseline: the same architecture and input normalisation, untrained
    (pretrain/random_init.py);
 4. SAC on cartpole swingup for 100k env steps on each frozen encoder, two runs side by side (one thread
-   each), then SAC on the true state (the oracle) beside the state probe of both encoders;
+   each), then the state probe of both encoders; SAC on the true state (the oracle) runs beside
+   stages 1-3;
 5. one table (``ssl4rl.report``): probe R² next to return, and whether the SSL encoder beats random init
    by more than the two standard deviations added (over agent seeds with ``--seeds 2`` or more, else
    over the evaluation episodes of the one seed).
@@ -95,17 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     data = {name: out / "data" / name for name in FRAME_SET}
     _pool([["envs/collect.py", f"env={env}", f"episodes={max(1, n * a.episodes // 30)}", "image_size=64", f"out={data[name]}"]
-           for name, (env, n) in FRAME_SET.items()])
+           for name, (env, n) in reversed(FRAME_SET.items())])  # the longest (walker) first
     extra = ",".join(str(data[name]) for name in FRAME_SET if name != "swingup")
+    sac = ["agents/train.py", "env=dmc_cartpole", "eval_every=0", "video=false"]
+    state = _start([*sac, "encoder=state", f"steps={min(30_000, a.env_steps)}", f"out={out / 'sac_state'}"], 1)  # beside
     _wait(_start(["pretrain/run.py", f"method={a.method}", f"data.path={data['swingup']}", f"data.extra_paths=[{extra}]",
                   f"steps={a.pretrain_steps}", f"method.batch_size={a.pretrain_batch}", f"out={out / 'pretrain'}"]))
     ssl, rand = out / "pretrain" / "encoder", out / "random" / "encoder"
-    _wait(_start(["pretrain/random_init.py", f"like={ssl}", f"out={rand.parent}"]))
-    sac = ["agents/train.py", "env=dmc_cartpole", "eval_every=0", "video=false"]
-    runs = [[*sac, f"steps={a.env_steps}", f"encoder={enc}", f"seed={seed}", f"out={out / f'sac_{name}_s{seed}'}"]
-            for seed in range(a.seeds) for name, enc in ((a.method, ssl), ("random", rand))]
-    _pool([*runs, [*sac, "encoder=state", f"steps={min(30_000, a.env_steps)}", f"out={out / 'sac_state'}"],
-           ["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", f"out={out / 'probe'}"]])
+    _wait(_start(["pretrain/random_init.py", f"like={ssl}", f"out={rand.parent}"]), state)
+    _pool([[*sac, f"steps={a.env_steps}", f"encoder={enc}", f"seed={seed}", f"out={out / f'sac_{name}_s{seed}'}"]
+           for seed in range(a.seeds) for name, enc in ((a.method, ssl), ("random", rand))])
+    _wait(_start(["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", f"out={out / 'probe'}"]))
     table = summary_table(out)
     write_text(out / "summary.md", table)
     print(f"\n{table}\n(also written to {out / 'summary.md'}; demo took {(time.time() - t0) / 60:.1f} min)")

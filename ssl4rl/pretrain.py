@@ -264,8 +264,7 @@ def _maybe_resume(path: Path, model: Method, opt: Any, sched: Any, gen: torch.Ge
         )
     if saved_step >= cfg.steps and (path.parent / "results.json").exists():
         raise UserError(
-            f"out={path.parent} already holds a finished run ({saved_step} steps); "
-            f"choose a new out= or a larger steps= to continue it"
+            f"out={path.parent} already holds a finished run ({saved_step} steps); choose a new out="
         )
     try:
         model.load_state_dict(ck["model"])

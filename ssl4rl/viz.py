@@ -44,8 +44,10 @@ def save_learning_curve(
     train: Sequence[tuple[int, float]],
     evals: Sequence[tuple[int, float, float]],
     title: str = "",
+    marks: Sequence[int] = (),
 ) -> None:
-    """Training episode returns (env_step, return) and evaluations (env_step, mean, std)."""
+    """Training episode returns (env_step, return) and evaluations (env_step, mean, std); ``marks``: env
+    steps where the run resumed from a checkpoint (dotted lines)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if train:
         x, y = zip(*train, strict=False)
@@ -53,6 +55,8 @@ def save_learning_curve(
     if evals:
         x, m, s = (np.asarray(v) for v in zip(*evals, strict=False))
         ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label="eval (mean ± std)")
+    for i, x in enumerate(marks):
+        ax.axvline(x, color="grey", linestyle=":", label="resumed" if i == 0 else None)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)

@@ -40,6 +40,17 @@ class FrozenFeatures(VecEnvWrapper):
         self.last_frames: np.ndarray | None = None  # newest raw frames (for inspection)
         self.frames_encoded = 0
 
+    def get_stack(self) -> dict[str, Any]:
+        """The feature stacks and counter (for checkpoints)."""
+        return {"stack": torch.from_numpy(self._stack.copy()), "frames_encoded": self.frames_encoded}
+
+    def set_stack(self, state: dict[str, Any]) -> None:
+        stack = state["stack"].numpy()
+        if stack.shape != self._stack.shape:
+            raise ValueError(f"feature stack {stack.shape} does not fit {self._stack.shape}")
+        self._stack = stack.copy()
+        self.frames_encoded = int(state["frames_encoded"])
+
     @torch.inference_mode()
     def _encode(self, frames: np.ndarray) -> np.ndarray:
         self.frames_encoded += len(frames)

@@ -6,6 +6,7 @@ every reported x-axis are ENVIRONMENT steps, as in the PlaNet/CURL/DrQ tables.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
+from ssl4rl.agents import checkpoint
 from ssl4rl.agents.features import FrozenFeatures, StackedProjection
 from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
 from ssl4rl.envs import check_env_name, make_env
@@ -88,20 +90,42 @@ def evaluate(model: SAC, venv: VecEnv, episodes: int, video: bool = False) -> tu
 
 
 class _Progress(BaseCallback):
-    """Progress bar in environment steps, training-episode log, periodic evaluation."""
+    """Progress bar in environment steps, training-episode log, periodic evaluation, resume marks."""
 
     def __init__(self, total_env_steps: int, action_repeat: int, eval_every: int,
-                 evaluate_fn: Callable[[], list[float]], show: bool) -> None:
+                 evaluate_fn: Callable[[int], list[float]], show: bool) -> None:
         super().__init__()
         self.total, self.repeat, self.eval_every, self.evaluate_fn = total_env_steps, action_repeat, eval_every, evaluate_fn
         self.bar = progress_bar(total=total_env_steps, desc="train SAC", unit="env step", disable=not show, unit_scale=True)
         self.train_returns: list[tuple[int, float]] = []
         self.evals: list[tuple[int, float, float]] = []
+        self.resumed_at: list[int] = []
         self._next_eval = eval_every
-        self.eval_seconds = 0.0
+        self.eval_seconds = self.rl_seconds = 0.0
+        self._mark_resume = False
 
     def env_steps(self) -> int:
         return self.num_timesteps * self.repeat
+
+    def state(self) -> dict[str, Any]:
+        """What the learning-curve log needs to continue after a resume."""
+        return {"train_returns": [list(x) for x in self.train_returns], "evals": [list(x) for x in self.evals],
+                "resumed_at": list(self.resumed_at), "next_eval": self._next_eval, "eval_seconds": self.eval_seconds,
+                "rl_seconds": self.rl_seconds}
+
+    def restore(self, state: dict[str, Any], env_steps: int) -> None:
+        self.train_returns = [(int(s), float(r)) for s, r in state["train_returns"]]
+        self.evals = [(int(s), float(m), float(sd)) for s, m, sd in state["evals"]]
+        self.resumed_at = [*state["resumed_at"], env_steps]
+        self._next_eval, self.eval_seconds, self.rl_seconds = state["next_eval"], state["eval_seconds"], state["rl_seconds"]
+        self.bar.update(env_steps)
+        self._mark_resume = True
+
+    def _on_training_start(self) -> None:
+        if self._mark_resume:  # TensorBoard shows where a second process took over
+            self.logger.record("run/resumed_at_env_steps", self.resumed_at[-1])
+            self.logger.dump(self.num_timesteps)
+            self._mark_resume = False
 
     def _on_step(self) -> bool:
         steps = self.env_steps()
@@ -114,15 +138,20 @@ class _Progress(BaseCallback):
         if self.eval_every and steps >= self._next_eval and steps < self.total:
             self._next_eval += self.eval_every
             t = time.time()
-            rets = self.evaluate_fn()
+            rets = self.evaluate_fn(len(self.evals))
             self.eval_seconds += time.time() - t
             self.evals.append((steps, float(np.mean(rets)), float(np.std(rets))))
             self.logger.record("eval/mean_return", float(np.mean(rets)))
             log.info(f"eval at {steps} env steps: {np.mean(rets):.1f} ± {np.std(rets):.1f}")
         return True
 
-    def _on_training_end(self) -> None:
-        self.bar.close()
+
+def _allocate(buffer: Any) -> None:
+    """Touch every page of the replay buffer now, so memory stays flat while it fills."""
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        array = getattr(buffer, name, None)
+        if array is not None:
+            array.fill(0)
 
 
 def train_agent(
@@ -142,16 +171,24 @@ def train_agent(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    ckpt_every: int = 10_000,
 ) -> dict[str, Any]:
-    """Train SAC for ``steps`` environment steps; evaluate; write results, curve, video, weights to ``out``."""
+    """Train SAC for ``steps`` environment steps; evaluate; write results, curve, video, weights to ``out``.
+
+    Every ``ckpt_every`` env steps the whole training state goes to ``out/checkpoint``; a call with an
+    ``out`` holding one continues from it and ends bit-identical to an uninterrupted run.
+    """
 
     out = Path(out)
     repeat = check_env_name(env)[2]
-    if steps < repeat or eval_episodes < 1:
-        raise UserError(f"need steps >= {repeat} (one agent step) and eval_episodes >= 1 (got {steps}, {eval_episodes})")
+    if steps < repeat or eval_episodes < 1 or ckpt_every < repeat:
+        raise UserError(f"need steps >= {repeat} and ckpt_every >= {repeat} (one agent step) and eval_episodes >= 1 "
+                        f"(got steps={steps}, ckpt_every={ckpt_every}, eval_episodes={eval_episodes})")
     if vec_env not in VEC_ENVS:
         raise UserError(f"unknown vec_env '{vec_env}'; valid: {', '.join(VEC_ENVS)}")
     agent = {**_SAC_DEFAULTS, **(agent or {})}
+    checkpoint.recover(out)
+    resuming = (out / checkpoint.CHECKPOINT).exists()
     seed_everything(seed)
     dev = resolve_device(device)
     pipe = Pipeline(env, encoder, frame_stack, image_size, runs_root, dev, seed)
@@ -166,21 +203,39 @@ def train_agent(
         ent_coef=agent["ent_coef"], policy_kwargs=policy_kwargs, tensorboard_log=str(out / "tb"),
         seed=seed, device=dev, verbose=0,
     )
-    cb = _Progress(agent_steps * repeat, repeat, eval_every, lambda: evaluate(model, eval_venv, 5)[0], progress)
+    _allocate(model.replay_buffer)
+
+    def periodic_eval(k: int) -> list[float]:
+        eval_venv.seed(seed + 20_000 + k)  # each evaluation its own episodes, whatever ran before
+        return evaluate(model, eval_venv, 5)[0]
+
+    cb = _Progress(agent_steps * repeat, repeat, eval_every, periodic_eval, progress)
+    if resuming:
+        cb.restore(checkpoint.load(out, model, venv), model.num_timesteps * repeat)
+        log.info(f"resumed from {out / checkpoint.CHECKPOINT} at {model.num_timesteps * repeat} env steps "
+                 "(the lines above are the earlier process's)")
     log.info(
         f"SAC on {env} with encoder={encoder} ({policy}, obs {venv.observation_space.shape}): "
         f"{agent_steps * repeat} env steps = {agent_steps} agent steps x action repeat {repeat}, device {dev}"
     )
-    t0 = time.time()
-    model.learn(total_timesteps=agent_steps, callback=cb, tb_log_name="sac")
-    rl_seconds = time.time() - t0 - cb.eval_seconds  # training only; periodic evaluations excluded
+    chunk = max(1, ckpt_every // repeat)
+    while model.num_timesteps < agent_steps:
+        t0, evals_before = time.time(), cb.eval_seconds
+        n = min(chunk - model.num_timesteps % chunk, agent_steps - model.num_timesteps)
+        model.learn(total_timesteps=n, callback=cb, tb_log_name="sac", reset_num_timesteps=model._last_obs is None)
+        cb.rl_seconds += time.time() - t0 - (cb.eval_seconds - evals_before)  # periodic evaluations excluded
+        if model.num_timesteps < agent_steps:
+            checkpoint.save(out, model, venv, cb.state())
+    cb.bar.close()
+    eval_venv.seed(seed + 10_000)
     returns, frames = evaluate(model, eval_venv, eval_episodes, video=video)
     mean, std = float(np.mean(returns)), float(np.std(returns))
     cb.evals.append((agent_steps * repeat, mean, std))
-    log.info(f"final eval over {eval_episodes} episodes: {mean:.1f} ± {std:.1f} (RL part {rl_seconds / 60:.1f} min)")
+    log.info(f"final eval over {eval_episodes} episodes: {mean:.1f} ± {std:.1f} (RL part {cb.rl_seconds / 60:.1f} min)")
     with atomic_path(out / "policy.safetensors") as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}, str(tmp))
-    save_learning_curve(out / "curve.png", cb.train_returns, cb.evals, title=f"SAC {env}, encoder={encoder}")
+    save_learning_curve(out / "curve.png", cb.train_returns, cb.evals, title=f"SAC {env}, encoder={encoder}",
+                        marks=cb.resumed_at)
     if frames:
         save_gif(out / "eval.gif", frames)
     results = {
@@ -195,15 +250,17 @@ def train_agent(
         "env_steps": agent_steps * repeat,
         "agent_steps": agent_steps,
         "action_repeat": repeat,
-        "rl_seconds": round(rl_seconds, 1),
+        "rl_seconds": round(cb.rl_seconds, 1),
         "periodic_eval_seconds": round(cb.eval_seconds, 1),
-        "env_steps_per_second": round(agent_steps * repeat / rl_seconds, 1),
+        "env_steps_per_second": round(agent_steps * repeat / max(cb.rl_seconds, 1e-9), 1),
         "frames_encoded": getattr(venv, "frames_encoded", None),
         "evals": cb.evals,
+        "resumed_at_env_steps": cb.resumed_at,
         "seed": seed,
         "device": str(dev),
     }
     write_json(out / "results.json", results)
+    shutil.rmtree(out / checkpoint.CHECKPOINT, ignore_errors=True)  # finished: the outputs above replace it
     venv.close()
     eval_venv.close()
     return results

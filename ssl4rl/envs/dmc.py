@@ -187,6 +187,41 @@ class DMCEnv(gym.Env):
         info["discount"] = float(time_step.discount)
         return obs, float(reward), terminated, bool(last and not terminated), info
 
+    def get_state(self) -> dict[str, Any]:
+        """Everything that decides the env's future: MuJoCo's full integration state (warm start
+        included), the episode's step counter, the task's RNG and the frame stack (tensors and numbers)."""
+        import mujoco
+        import torch
+
+        m, d = self.physics.model.ptr, self.physics.data.ptr
+        physics = np.empty(mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_INTEGRATION))
+        mujoco.mj_getState(m, d, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+        rng = self._env.task.random.get_state()
+        return {
+            "physics": torch.from_numpy(physics),
+            "step_count": int(self._env._step_count),
+            "reset_next_step": bool(self._env._reset_next_step),
+            "task_rng": [torch.from_numpy(rng[1].astype(np.int64)), int(rng[2]), int(rng[3]), float(rng[4])],
+            "frames": [torch.from_numpy(f.copy()) for f in self._frames],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned; the next ``step`` is then bit-identical."""
+        import mujoco
+
+        m, d = self.physics.model.ptr, self.physics.data.ptr
+        physics = state["physics"].numpy()
+        if physics.shape != (mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_INTEGRATION),):
+            raise ValueError(f"physics state of shape {tuple(physics.shape)} does not fit {self.domain}")
+        mujoco.mj_setState(m, d, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_step1(m, d)  # dm_control steps with mj_step2 first: recompute what mj_step1 left
+        self._env._step_count = int(state["step_count"])
+        self._env._reset_next_step = bool(state["reset_next_step"])
+        keys, pos, has_gauss, gauss = state["task_rng"]
+        self._env.task.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        self._frames.clear()
+        self._frames.extend(f.numpy() for f in state["frames"])
+
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
