@@ -50,15 +50,14 @@ def test_tiny_end_to_end(tmp_path):
     assert "mae vs random init:" in p.stdout and "cannot be judged from one evaluation episode" in p.stdout
 
 
-def test_pretrain_rerun_resumes(tmp_path, tiny_dataset):
+def test_pretrain_rerun_of_a_finished_run_is_refused(tmp_path, tiny_dataset):
     args = ["method=mae", f"data.path={tiny_dataset}", "method.batch_size=8", "ckpt_every=2", f"out={tmp_path / 'p'}", *TINY_VIT]
     run("pretrain/run.py", "steps=2", *args)
-    p = run("pretrain/run.py", "steps=4", *args)
-    assert "resumed from" in p.stderr and "at step 2" in p.stderr
-    assert json.loads((tmp_path / "p" / "results.json").read_text())["steps"] == 4
     before = (tmp_path / "p" / "results.json").read_bytes()
-    p = run("pretrain/run.py", "steps=4", *args, ok=False)  # finished: refuse, keep results
+    p = run("pretrain/run.py", "steps=2", *args, ok=False)  # finished: refuse, keep results
     assert p.returncode == 2 and "finished run" in p.stderr
+    p = run("pretrain/run.py", "steps=4", *args, ok=False)  # steps sets the LR schedule: not safe to change
+    assert p.returncode == 2 and "steps (2 -> 4)" in p.stderr and p.stderr.count("\n") == 1
     assert (tmp_path / "p" / "results.json").read_bytes() == before
 
 

@@ -150,3 +150,21 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
     assert "agent.learning_rate" in p.stderr and "steps" in p.stderr and "progress, video" in p.stderr
     assert {p: _sha(p) for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
+
+
+def test_pretraining_killed_at_random_points_ends_like_an_uninterrupted_run(tmp_path, tiny_dataset):
+    args = ["pretrain/run.py", "method=simclr", f"data.path={tiny_dataset}", "steps=24", "ckpt_every=3",
+            "method.batch_size=8", "backbone.image_size=32", "backbone.embed_dim=32", "backbone.depth=1",
+            "backbone.num_heads=2", "device=cpu"]
+    subprocess.run([sys.executable, *args, f"out={tmp_path / 'whole'}", "progress=false"], cwd=ROOT, check=True,
+                   capture_output=True)
+    rng = random.Random(1)
+    for _ in range(3):
+        _run_until_killed([*args, f"out={tmp_path / 'cut'}"], tmp_path / "cut" / "checkpoint.pt", rng.uniform(0, 1.5))
+    done = subprocess.run([sys.executable, *args, f"out={tmp_path / 'cut'}", "progress=false"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in (tmp_path / "cut" / "log.txt").read_text()
+    weights = "encoder/encoder.safetensors"
+    assert _sha(tmp_path / "cut" / weights) == _sha(tmp_path / "whole" / weights)
+    assert not list((tmp_path / "cut").rglob(".*.tmp"))
