@@ -22,11 +22,12 @@ LIST_KEYS = ("encoders", "data.path", "knn_k", "label_fractions")
 
 
 def comma_lists(argv: list[str]) -> list[str]:
-    """Let list settings be given as comma lists: ``encoders=a,b`` -> ``encoders=[a,b]``."""
+    """Let list settings be given as comma lists or one value: ``encoders=a,b`` -> ``encoders=[a,b]``,
+    ``encoders=a`` -> ``encoders=[a]``."""
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+") in LIST_KEYS and "," in value and value[:1] not in "[\"'":
+        if sep and key.lstrip("+") in LIST_KEYS and value and value[:1] not in "[\"'" and value != "null":
             arg = f"{key}=[{value}]"
         out.append(arg)
     return out

@@ -8,7 +8,6 @@
 
 import ssl4rl  # noqa: F401
 from ssl4rl.cli import run_app, to_yaml
-from ssl4rl.config import register_configs
 from ssl4rl.errors import UserError
 from ssl4rl.parts import dist
 from ssl4rl.pretrain import CHECKPOINT, pretrain
@@ -42,5 +41,4 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    register_configs()
     run_app(__file__, "pretrain", main)

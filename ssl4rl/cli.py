@@ -15,12 +15,15 @@ _PASS_THROUGH = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cf
 def run_app(script: str, config_name: str, task: Callable[[Any], Any]) -> None:
     """Run ``task(cfg)`` as a Hydra app using ``<repo>/configs/<config_name>.yaml``.
 
-    Bad overrides (unknown group option or key, missing required value) and any
-    ``UserError`` raised by the task exit with status 2 and one line on stderr.
+    Bad overrides (unknown group option or key, a value of the wrong type or out of range, missing
+    required value) and any ``UserError`` raised by the task exit with status 2 and one line on stderr.
     """
     import hydra
     from omegaconf import DictConfig
 
+    from ssl4rl.config import register_configs
+
+    register_configs()
     config_dir = (Path(script).resolve().parent.parent / "configs").resolve()
     argv = sys.argv[1:]
     if not any(a in _PASS_THROUGH or a.startswith("hydra.") for a in argv):
@@ -44,9 +47,14 @@ def _guard(fn: Callable[[], Any]) -> Any:
 
 
 def _prevalidate(config_dir: Path, config_name: str, argv: list[str]) -> None:
+    """Compose the config the way the entry point will and refuse, in one line, what it would choke on."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+
+    from ssl4rl.config import check_choices, check_ranges, register_configs
+
+    register_configs()
 
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -64,6 +72,8 @@ def _prevalidate(config_dir: Path, config_name: str, argv: list[str]) -> None:
     missing = _missing_keys(cfg)
     if missing:
         raise UserError(f"missing required setting {', '.join(missing)}; add e.g. {missing[0]}=<value>")
+    check_ranges(cfg, config_name)
+    check_choices(cfg)
 
 
 def _override_message(e: Exception, config_dir: Path, config_name: str) -> str:
@@ -74,6 +84,8 @@ def _override_message(e: Exception, config_dir: Path, config_name: str) -> str:
     first = lines[0].strip()
     if first.startswith("Value "):  # a value of the wrong type
         return f"{full_key}: {first[0].lower() + first[1:]}; give a value of that type"
+    if first.startswith("Invalid value") and full_key:  # e.g. a list setting given a single value
+        return f"{full_key}={getattr(cause, 'value', '?')}: {first[0].lower() + first[1:]} Give e.g. {full_key}=[1,2]"
     if first.startswith("Key ") and full_key:  # an unknown key inside a typed group
         parent = full_key.rpartition(".")[0]
         valid = _valid_keys(config_dir, config_name, parent)

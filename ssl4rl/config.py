@@ -1,15 +1,17 @@
 """Typed configs: one source of defaults, registered as Hydra structured configs.
 
-``pretrain_schema`` types every key of ``configs/pretrain.yaml`` (so ``steps=abc`` fails with one
+``<entry>_schema`` types every key of ``configs/<entry>.yaml`` (so ``steps=abc`` fails with one
 line before anything runs) and each method's ``Config`` dataclass is the option ``method=<name>``.
+``check_ranges`` then refuses values of the right type but out of range (``steps=0``), with one line.
 Library code takes these objects; ``dataclasses.asdict`` gives what is saved with a run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
+from ssl4rl.errors import UserError
 from ssl4rl.methods import METHODS, MethodConfig
 
 
@@ -45,11 +47,172 @@ class PretrainConfig:
     compile: bool = False  # torch.compile the training step
 
 
+@dataclass
+class CollectConfig:
+    """Settings of ``envs/collect.py``."""
+
+    env: str = "dmc_cartpole"
+    episodes: int = 20
+    steps: Optional[int] = None  # environment steps to collect; overrides episodes (1000 per episode)
+    image_size: int = 84
+    camera: int = 0
+    fast_render: bool = True  # false: shadows, reflections, multisampling (dm_control's look)
+    out: str = "data/${env}"
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class AgentConfig:
+    """Stable-Baselines3 SAC hyper-parameters (DrQ/CURL-like defaults)."""
+
+    learning_rate: float = 3e-4
+    buffer_size: int = 100_000
+    learning_starts: int = 1000  # agent steps of random actions before updates
+    batch_size: int = 256
+    tau: float = 0.01
+    gamma: float = 0.99
+    train_freq: int = 1
+    gradient_steps: int = 1
+    ent_coef: str = "auto"  # auto, auto_<init> or a number
+    net_arch: list[int] = field(default_factory=lambda: [256, 256])
+    proj_dim: int = 64  # per-frame LayerNorm + linear projection of frozen features (0 = off)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``agents/train.py``."""
+
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    out: str = "runs/train/${env}/${now:%Y%m%d-%H%M%S}"
+    env: str = "dmc_cartpole"
+    encoder: str = "mvp"  # mvp | state | random | cnn | a saved encoder folder
+    runs_root: str = "runs"
+    steps: int = 100_000  # ENVIRONMENT steps (agent steps x action repeat)
+    frame_stack: int = 3
+    image_size: Optional[int] = None  # default: the encoder's own image size (84 for cnn)
+    n_envs: int = 1
+    vec_env: str = "dummy"
+    eval_every: int = 20_000  # environment steps between evaluations (5 episodes); 0: none
+    ckpt_every: int = 10_000  # environment steps between checkpoints
+    eval_episodes: int = 10
+    video: bool = True
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class EvalDataConfig:
+    path: Any = "???"  # frames: a folder from envs/collect.py, or several [a,b] (labels = which dataset)
+    kind: str = "frames"  # frames | imagefolder | cifar10 | stl10
+    holdout: float = 0.2  # frames: fraction of episodes held out
+    image_size: Optional[int] = None  # image sets are loaded at this size (None: the largest encoder image size)
+
+
+@dataclass
+class EvalConfig:
+    """Settings of ``pretrain/eval.py``."""
+
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)
+    out: str = "runs/eval/${now:%Y%m%d-%H%M%S}"
+    encoder: str = "mvp"  # a saved encoder folder, or mvp (latest MAE encoder under runs/)
+    encoders: Optional[list[str]] = None  # several: encoders=[dirA,dirB] or encoders=dirA,dirB (replaces encoder=)
+    runs_root: str = "runs"
+    steps: Optional[int] = None  # unused by evaluation (a uniform CLI)
+    knn_k: list[int] = field(default_factory=lambda: [20, 200])  # kNN neighbours (clipped to the train size)
+    knn_temperature: float = 0.07  # kNN votes weighted exp(cosine / T)
+    label_fractions: list[float] = field(default_factory=lambda: [0.01, 0.1])  # linear probe and kNN on these fractions
+    label_state: Optional[str] = None  # frames, one dataset: state variable binned into classes (None: first pose dim)
+    n_bins: int = 4  # ... into this many quantile bins
+    finetune: bool = False  # also fine-tune each encoder end to end (slow on a CPU)
+    finetune_epochs: int = 3
+    pixels_size: int = 16  # raw-pixel baseline: images downsampled to this size
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class RandomInitConfig:
+    """Settings of ``pretrain/random_init.py``."""
+
+    like: str = "???"
+    runs_root: str = "runs"
+    out: str = "runs/random/${now:%Y%m%d-%H%M%S}"
+    steps: Optional[int] = None  # unused (a uniform CLI)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+# smallest allowed value of each numeric setting, per entry point (None values are skipped)
+MINIMUMS: dict[str, dict[str, float]] = {
+    "collect": {"episodes": 1, "steps": 1, "image_size": 16, "camera": 0, "seed": 0},
+    "train": {"steps": 1, "frame_stack": 1, "image_size": 16, "n_envs": 1, "eval_every": 0, "ckpt_every": 1,
+              "eval_episodes": 1, "seed": 0, "agent.learning_rate": 1e-12, "agent.buffer_size": 1,
+              "agent.learning_starts": 0, "agent.batch_size": 1, "agent.tau": 0, "agent.gamma": 0,
+              "agent.train_freq": 1, "agent.gradient_steps": 1, "agent.proj_dim": 0},
+    "eval": {"n_bins": 2, "finetune_epochs": 1, "pixels_size": 1, "batch_size": 1, "knn_temperature": 1e-6,
+             "data.image_size": 16, "seed": 0, "knn_k": 1, "label_fractions": 1e-6, "data.holdout": 0},
+    "pretrain": {"steps": 1, "ckpt_every": 1, "log_every": 1, "seed": 0, "method.batch_size": 1, "method.lr": 0,
+                 "method.weight_decay": 0, "method.warmup": 0, "data.holdout": 0, "data.k": 1, "data.workers": 0},
+    "random_init": {"seed": 0},
+}
+MAXIMUMS: dict[str, dict[str, float]] = {
+    "train": {"agent.tau": 1, "agent.gamma": 1},
+    "eval": {"label_fractions": 1, "data.holdout": 0.9},
+    "pretrain": {"data.holdout": 0.9},
+}
+
+
+def check_ranges(cfg: Any, entry: str) -> None:
+    """Refuse, with one line naming the value and the fix, a numeric setting of ``entry`` out of range."""
+    from omegaconf import OmegaConf
+
+    for key, low in MINIMUMS.get(entry, {}).items():
+        value = OmegaConf.select(cfg, key) if not isinstance(cfg, dict) else cfg.get(key)
+        high = MAXIMUMS.get(entry, {}).get(key)
+        for v in value if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else [value]:
+            if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if v != v or v < low or v in (float("inf"), float("-inf")):  # NaN, inf or too small
+                raise UserError(f"{key}={v}: must be a finite number, at least {low:g}")
+            if high is not None and v > high:
+                raise UserError(f"{key}={v}: must be at most {high:g}")
+
+
+def check_choices(cfg: Any) -> None:
+    """Refuse, with one line listing the valid names, a named choice that does not exist (env, vec_env,
+    data.kind, device), before anything runs."""
+    from omegaconf import OmegaConf
+
+    from ssl4rl.envs import check_env_name
+    from ssl4rl.utils import check_device
+
+    choices = {"vec_env": ("dummy", "subproc"), "data.kind": ("frames", "imagefolder", "cifar10", "stl10"),
+               "data.positive": ("augment", "temporal")}
+    if OmegaConf.select(cfg, "env") is not None:
+        check_env_name(cfg.env)
+    if OmegaConf.select(cfg, "device") is not None:
+        check_device(cfg.device)
+    for key, valid in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in valid:
+            raise UserError(f"unknown {key} '{value}'; valid: {', '.join(valid)}")
+
+
 def register_configs() -> None:
-    """Register the schema and every method's config with Hydra's ConfigStore (idempotent)."""
+    """Register every entry point's schema and every method's config with Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
     cs.store(name="pretrain_schema", node=PretrainConfig)
+    cs.store(name="collect_schema", node=CollectConfig)
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="random_init_schema", node=RandomInitConfig)
     for name, cls in METHODS.items():
         cs.store(group="method", name=name, node=cls.Config)

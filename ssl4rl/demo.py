@@ -9,8 +9,7 @@
 3. save the random-init baseline: the same architecture and input normalisation, untrained
    (pretrain/random_init.py);
 4. SAC on cartpole swingup for 100k env steps on each frozen encoder, two runs side by side (one thread
-   each), then the state probe of both encoders; SAC on the true state (the oracle) runs beside
-   stages 1-3;
+   each), then SAC on the true state (the oracle) beside the state probe of both encoders;
 5. one table (``ssl4rl.report``): probe R² next to return, and whether the SSL encoder beats random init
    by more than the two standard deviations added (over agent seeds with ``--seeds 2`` or more, else
    over the evaluation episodes of the one seed).
@@ -98,15 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     _pool([["envs/collect.py", f"env={env}", f"episodes={max(1, n * a.episodes // 30)}", "image_size=64", f"out={data[name]}"]
            for name, (env, n) in reversed(FRAME_SET.items())])  # the longest (walker) first
     extra = ",".join(str(data[name]) for name in FRAME_SET if name != "swingup")
-    sac = ["agents/train.py", "env=dmc_cartpole", "eval_every=0", "video=false"]
-    state = _start([*sac, "encoder=state", f"steps={min(30_000, a.env_steps)}", f"out={out / 'sac_state'}"], 1)  # beside
     _wait(_start(["pretrain/run.py", f"method={a.method}", f"data.path={data['swingup']}", f"data.extra_paths=[{extra}]",
                   f"steps={a.pretrain_steps}", f"method.batch_size={a.pretrain_batch}", f"out={out / 'pretrain'}"]))
     ssl, rand = out / "pretrain" / "encoder", out / "random" / "encoder"
-    _wait(_start(["pretrain/random_init.py", f"like={ssl}", f"out={rand.parent}"]), state)
+    _wait(_start(["pretrain/random_init.py", f"like={ssl}", f"out={rand.parent}"]))
+    # no mid-run checkpoints: the runs are minutes long, and the demo's time is what counts
+    sac = ["agents/train.py", "env=dmc_cartpole", "eval_every=0", "video=false", f"ckpt_every={a.env_steps}"]
     _pool([[*sac, f"steps={a.env_steps}", f"encoder={enc}", f"seed={seed}", f"out={out / f'sac_{name}_s{seed}'}"]
            for seed in range(a.seeds) for name, enc in ((a.method, ssl), ("random", rand))])
-    _wait(_start(["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", f"out={out / 'probe'}"]))
+    _pool([[*sac, "encoder=state", f"steps={min(30_000, a.env_steps)}", f"out={out / 'sac_state'}"],
+           ["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", "knn_k=[20]",
+            "label_fractions=[]", f"out={out / 'probe'}"]])
     table = summary_table(out)
     write_text(out / "summary.md", table)
     print(f"\n{table}\n(also written to {out / 'summary.md'}; demo took {(time.time() - t0) / 60:.1f} min)")

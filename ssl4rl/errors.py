@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 
-class UserError(Exception):
-    """Bad input from the user (unknown name, missing file, corrupt data...).
+class UserError(ValueError):
+    """Bad input from the user (unknown name, bad value, missing or corrupt file...).
 
-    The message must fit on one line and name the fix.
+    The one exception type ssl4rl's public API raises for bad input; it is a ``ValueError``. The
+    message fits on one line and names the value and the fix; entry points print it as
+    ``error: <message>`` and exit with status 2.
     """

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import pickle
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
                     model.save_figures(val_batch, out, step)
             _save_checkpoint(out / CHECKPOINT, model, opt, sched, gen, step)
             log.info(f"step {step}: train loss {float(logs['loss']):.4f}, held-out {_fmt(val_metrics)}")
+            if step == int(os.environ.get("SSL4RL_TEST_KILL_AT_STEP", -1)):  # fault injection for the kill tests
+                os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
     val_metrics = held_out_metrics(model, val_batch, step, cfg.seed)
     results = {

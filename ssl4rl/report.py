@@ -11,23 +11,23 @@ line compares every pretrained encoder's return with it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ssl4rl.errors import UserError
 from ssl4rl.eval.report import main_metrics
-from ssl4rl.utils import write_text
+from ssl4rl.utils import read_json, write_text
 
 
 def _load_all(root: Path, name: str) -> list[dict[str, Any]]:
+    """Every ``name`` JSON file under ``root``; a malformed one is a one-line UserError naming it."""
     out = []
     for p in sorted(root.rglob(name)):
-        try:
-            out.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            continue
+        data = read_json(p)
+        if not isinstance(data, dict):
+            raise UserError(f"{p}: expected a JSON object, got {type(data).__name__}; delete or regenerate it")
+        out.append(data)
     return out
 
 
@@ -86,7 +86,13 @@ def _groups(agents: list[dict[str, Any]]) -> list[Group]:
 def summary_table(root: str | Path) -> str:
     """Markdown table of every probe row and agent result found under ``root``, then the verdict."""
     root = Path(root)
-    groups = _groups([r for r in _load_all(root, "results.json") if "eval_return_mean" in r])
+    agents = [r for r in _load_all(root, "results.json") if "eval_return_mean" in r]
+    for r in agents:
+        for key, kind in (("eval_return_mean", (int, float)), ("eval_return_std", (int, float)), ("eval_episodes", int),
+                          ("env_steps", int), ("rl_seconds", (int, float)), ("encoder", str)):
+            if not isinstance(r.get(key), kind):
+                raise UserError(f"an agent results.json under {root} has {key}={r.get(key)!r}; delete or regenerate it")
+    groups = _groups(agents)
     lines = [
         "| representation | pose R² (held-out) | velocity R² (3 frames) | eval return (mean ± std) | env steps | RL minutes |",
         "|---|---|---|---|---|---|",
@@ -150,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"error: {root}: no such folder", file=sys.stderr)
         return 2
-    table = summary_table(root)
+    try:
+        table = summary_table(root)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     write_text(root / "summary.md", table)
     print(table)
     print(f"(also written to {root / 'summary.md'})")

@@ -50,7 +50,7 @@ def prepare_run_dir(
 
 def _orphans(out: Path) -> list[Path]:
     """Temporary files of ``ssl4rl.utils.atomic_path`` that a kill left behind in ``out``."""
-    return [p for p in out.glob(".*.tmp") if p.is_file()]
+    return [p for p in out.rglob(".*.tmp") if p.is_file()]
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

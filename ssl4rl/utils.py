@@ -27,14 +27,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_device(device: str) -> None:
+    """One-line UserError for a device name that is not auto, cpu, cuda or cuda:N."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UserError(f"unknown device '{device}'; valid: auto, cpu, cuda, cuda:N")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """'auto' picks CUDA when present, else CPU; 'cpu'/'cuda'/'cuda:N' are taken as given."""
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={device} but no CUDA GPU is visible; use device=auto or device=cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UserError(f"unknown device '{device}'; valid: auto, cpu, cuda, cuda:N")
     return torch.device(device)
 
 
@@ -75,6 +82,25 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in an ``.npz`` file, read from the headers alone, so a file that
+    claims a huge array is refused before anything is allocated. Unreadable files raise ValueError."""
+    import zipfile
+
+    shapes = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                with z.open(info) as f:
+                    major, _ = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(f)
+                shapes[info.filename.removesuffix(".npy")] = (shape, dtype)
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{type(e).__name__}: {e}") from None
+    return shapes
 
 
 def _json_default(o: Any) -> Any:

@@ -95,11 +95,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(*args: str) -> subprocess.CompletedProcess:
+def _torchrun(*args: str, kill_at_step: int = -1) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
            "pretrain/run.py", *args, "progress=false", "device=cpu"]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "SSL4RL_TEST_KILL_AT_STEP": str(kill_at_step)})
 
 
 def test_torchrun_pretraining_resumes_like_one_process(tiny_dataset, tmp_path):
@@ -110,9 +110,8 @@ def test_torchrun_pretraining_resumes_like_one_process(tiny_dataset, tmp_path):
               "backbone.num_heads=2", "method.proj_hidden=32", "method.proj_dim=16"]
     full = _torchrun(*common, "steps=4", f"out={tmp_path / 'full'}")
     assert full.returncode == 0, full.stderr[-3000:]
-    part = _torchrun(*common, "steps=2", f"out={tmp_path / 'split'}")
-    assert part.returncode == 0, part.stderr[-3000:]
-    (tmp_path / "split" / "results.json").unlink()
+    part = _torchrun(*common, "steps=4", f"out={tmp_path / 'split'}", kill_at_step=2)  # rank 0 SIGKILLed after step 2
+    assert part.returncode != 0 and not (tmp_path / "split" / "results.json").exists()
     rest = _torchrun(*common, "steps=4", f"out={tmp_path / 'split'}")
     assert rest.returncode == 0, rest.stderr[-3000:]
     assert "resumed" in (tmp_path / "split" / "log.txt").read_text()

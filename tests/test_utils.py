@@ -41,8 +41,12 @@ def test_run_dir_refuses_earlier_results_but_resumes(tmp_path):
     (out / "checkpoint.pt").write_bytes(b"x")
     with pytest.raises(UserError, match="already holds"):
         prepare_run_dir(out, "a: 2\n")
-    out, resuming = prepare_run_dir(out, "a: 2\n", resume_file="checkpoint.pt")
+    with pytest.raises(UserError, match=r"other settings: a \(1 -> 2\)"):
+        prepare_run_dir(out, "a: 2\n", resume_file="checkpoint.pt")
+    (out / ".results.json.abc123.tmp").write_text("half")  # a write a kill interrupted
+    out, resuming = prepare_run_dir(out, "a: 1\nprogress: false\n", resume_file="checkpoint.pt", safe_keys=("progress",))
     assert resuming and (out / "config.yaml").read_text() == "a: 1\n"  # the original config is kept
+    assert not (out / ".results.json.abc123.tmp").exists()
 
 
 def test_run_dir_reuses_folder_of_run_that_crashed_early(tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.vec_env import VecEnv
 
 from ssl4rl.errors import UserError
+from ssl4rl.utils import npz_headers
 
 CHECKPOINT = "checkpoint"
 _MAX_STATE_BYTES = 2 << 30
@@ -61,10 +63,26 @@ def save(out: Path, model: SAC, venv: VecEnv, log: dict[str, Any]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load(out: Path, model: SAC, venv: VecEnv) -> dict[str, Any]:
-    """Restore ``model`` and ``venv`` from ``out/checkpoint``; return the caller's log."""
+def read(out: Path) -> dict[str, Any]:
+    """Read ``out/checkpoint`` and check its files (nothing unpickled, sizes from headers) before a run
+    builds anything; pass the result to ``restore``."""
     ck = out / CHECKPOINT
     state = _read_state(ck / "state.pt")
+    if not (ck / "replay.npz").is_file():
+        raise UserError(f"{ck / 'replay.npz'}: missing; the checkpoint is incomplete, choose a new out=")
+    try:
+        headers = npz_headers(ck / "replay.npz")
+    except ValueError as e:
+        raise UserError(f"{ck / 'replay.npz'}: not a readable replay buffer ({e}); choose a new out=") from None
+    for name, (_, dtype) in headers.items():
+        if dtype.hasobject:
+            raise UserError(f"{ck / 'replay.npz'}: array {name} holds Python objects, not numbers; choose a new out=")
+    return state
+
+
+def restore(state: dict[str, Any], out: Path, model: SAC, venv: VecEnv) -> dict[str, Any]:
+    """Put ``model`` and ``venv`` in the state ``read`` returned; return the caller's log."""
+    ck = out / CHECKPOINT
     try:
         model.policy.load_state_dict(state["policy"])
         model.actor.optimizer.load_state_dict(state["actor_opt"])
@@ -119,7 +137,9 @@ def _read_state(path: Path) -> dict[str, Any]:
     if path.stat().st_size > _MAX_STATE_BYTES:
         raise UserError(f"{path}: {path.stat().st_size} bytes, larger than any ssl4rl agent checkpoint; choose a new out=")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle makes torch warn before it refuses; the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
         raise UserError(f"{path}: not a readable ssl4rl agent checkpoint ({type(e).__name__}); choose a new out=") from None
     if not isinstance(state, dict) or "log" not in state:
@@ -205,12 +225,13 @@ def _is_frame_stack(a: np.ndarray | None) -> bool:
 
 
 def _pack_buffer(buffer: Any) -> dict[str, np.ndarray]:
+    """The filled rows, in place order (views: nothing is copied), except frame-stacked pixels (``_pack_frames``)."""
     order = _chronological(buffer)
     arrays = {"pos": np.array(buffer.pos), "full": np.array(buffer.full), "order": order}
     stacked = _is_frame_stack(buffer.observations) and _is_frame_stack(buffer.next_observations)
     for name in _BUFFER_FIELDS:
         if getattr(buffer, name) is not None and not (stacked and name.endswith("observations")):
-            arrays[name] = getattr(buffer, name)[order]
+            arrays[name] = getattr(buffer, name)[: len(order)]
     if stacked:
         arrays.update(_pack_frames(buffer.observations, buffer.next_observations, order))
     return arrays
@@ -259,26 +280,13 @@ def _unpack_frames(z: Any, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return obs, nxt
 
 
-def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every array in ``path``, read from the headers alone (nothing allocated)."""
-    shapes = {}
-    try:
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                with z.open(info) as f:
-                    major, _ = np.lib.format.read_magic(f)
-                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read_header(f)
-                shapes[info.filename.removesuffix(".npy")] = (shape, dtype)
-    except (OSError, zipfile.BadZipFile, ValueError) as e:
-        raise UserError(f"{path}: not a readable replay buffer ({type(e).__name__}); choose a new out=") from None
-    return shapes
-
-
 def _unpack_buffer(path: Path, buffer: Any) -> None:
     if not path.is_file():
         raise UserError(f"{path}: missing; the checkpoint is incomplete, choose a new out=")
-    shapes = _npz_shapes(path)
+    try:
+        shapes = npz_headers(path)
+    except ValueError as e:
+        raise UserError(f"{path}: not a readable replay buffer ({e}); choose a new out=") from None
     n_max = buffer.buffer_size
     for name, (shape, dtype) in shapes.items():
         if dtype.hasobject or (shape and shape[0] > n_max * max(1, buffer.n_envs)):
@@ -298,7 +306,10 @@ def _unpack_buffer(path: Path, buffer: Any) -> None:
                 array = rows[name] if name in rows else z[name]
                 if array.shape[1:] != target.shape[1:] or array.dtype != target.dtype or len(array) != len(order):
                     raise ValueError(name)
-                target[order] = array
+                if name in rows:  # chronological
+                    target[order] = array
+                else:
+                    target[: len(order)] = array
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: replay buffer does not fit this run ({e}); resume with the run's own settings "
                         "or choose a new out=") from None

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from ssl4rl.agents import checkpoint
 from ssl4rl.agents.features import FrozenFeatures, StackedProjection
+from ssl4rl.config import check_ranges
 from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
 from ssl4rl.envs import check_env_name, make_env
 from ssl4rl.errors import UserError
@@ -181,14 +182,16 @@ def train_agent(
 
     out = Path(out)
     repeat = check_env_name(env)[2]
-    if steps < repeat or eval_episodes < 1 or ckpt_every < repeat:
-        raise UserError(f"need steps >= {repeat} and ckpt_every >= {repeat} (one agent step) and eval_episodes >= 1 "
-                        f"(got steps={steps}, ckpt_every={ckpt_every}, eval_episodes={eval_episodes})")
+    agent = {**_SAC_DEFAULTS, **(agent or {})}
+    check_ranges({"steps": steps, "frame_stack": frame_stack, "image_size": image_size, "n_envs": n_envs,
+                  "eval_every": eval_every, "ckpt_every": ckpt_every, "eval_episodes": eval_episodes, "seed": seed,
+                  **{f"agent.{k}": v for k, v in agent.items()}}, "train")
+    if steps < repeat or ckpt_every < repeat:
+        raise UserError(f"steps={steps}, ckpt_every={ckpt_every}: each must be at least one agent step ({repeat} env steps)")
     if vec_env not in VEC_ENVS:
         raise UserError(f"unknown vec_env '{vec_env}'; valid: {', '.join(VEC_ENVS)}")
-    agent = {**_SAC_DEFAULTS, **(agent or {})}
     checkpoint.recover(out)
-    resuming = (out / checkpoint.CHECKPOINT).exists()
+    saved = checkpoint.read(out) if (out / checkpoint.CHECKPOINT).exists() else None  # refused before anything is built
     seed_everything(seed)
     dev = resolve_device(device)
     pipe = Pipeline(env, encoder, frame_stack, image_size, runs_root, dev, seed)
@@ -210,8 +213,8 @@ def train_agent(
         return evaluate(model, eval_venv, 5)[0]
 
     cb = _Progress(agent_steps * repeat, repeat, eval_every, periodic_eval, progress)
-    if resuming:
-        cb.restore(checkpoint.load(out, model, venv), model.num_timesteps * repeat)
+    if saved is not None:
+        cb.restore(checkpoint.restore(saved, out, model, venv), model.num_timesteps * repeat)
         log.info(f"resumed from {out / checkpoint.CHECKPOINT} at {model.num_timesteps * repeat} env steps "
                  "(the lines above are the earlier process's)")
     log.info(

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ssl4rl.data.episodes import Episode, episode_paths, load_episode
+from ssl4rl.errors import UserError
 
 
 def split_episodes(
@@ -40,7 +41,9 @@ def load_split(
 ) -> tuple[list[Episode], list[Episode]]:
     """Load a dataset folder and split it by episode into (train, held-out) episodes."""
     train, test = split_episodes(episode_paths(folder), holdout, seed)
-    return [load_episode(p) for p in train], [load_episode(p) for p in test]
+    train_eps, test_eps = [load_episode(p) for p in train], [load_episode(p) for p in test]
+    check_consistent(train_eps + test_eps)
+    return train_eps, test_eps
 
 
 def resize_frames(frames: torch.Tensor, size: int, batch: int = 1024) -> torch.Tensor:
@@ -59,7 +62,10 @@ class _EpisodeStore:
 
     def __init__(self, episodes: Sequence[Episode], image_size: int | None = None) -> None:
         if not episodes:
-            raise ValueError("no episodes")
+            raise UserError("no episodes: a dataset needs at least one (collect some with envs/collect.py)")
+        if image_size is not None and not 16 <= image_size <= 1024:
+            raise UserError(f"image_size={image_size}: must be between 16 and 1024")
+        check_consistent(episodes)
         frames = torch.from_numpy(np.concatenate([e.frames for e in episodes]))
         self.frames = resize_frames(frames, image_size) if image_size else frames
         self.states = torch.from_numpy(np.concatenate([e.states for e in episodes]))
@@ -71,9 +77,24 @@ class _EpisodeStore:
 
     def windows(self, span: int) -> np.ndarray:
         """(episode, start) pairs whose frames start..start+span exist."""
+        if span < 1:
+            raise UserError(f"window of {span + 1} frames: pairs need k >= 1 and sequences length >= 2")
         return np.asarray(
             [(e, t) for e, n in enumerate(self.lengths) for t in range(n - span)], dtype=np.int64
         ).reshape(-1, 2)
+
+
+def check_consistent(episodes: Sequence[Episode]) -> None:
+    """One-line UserError naming the first episode whose frame size, state or action size differs."""
+    first = episodes[0]
+    ref = (first.frames.shape[1:], first.states.shape[1:], first.actions.shape[1:])
+    for ep in episodes[1:]:
+        got = (ep.frames.shape[1:], ep.states.shape[1:], ep.actions.shape[1:])
+        if got != ref:
+            i = [a != b for a, b in zip(got, ref, strict=True)].index(True)
+            what = ("frames", "states", "actions")[i]
+            raise UserError(f"{ep.source or 'an episode'}: {what} of shape {got[i]}, but {first.source or 'the first'} has "
+                            f"{ref[i]}; a dataset's episodes must come from one env at one image size")
 
 
 class FrameDataset(Dataset):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ssl4rl.errors import UserError
-from ssl4rl.utils import atomic_path, read_json
+from ssl4rl.utils import atomic_path, npz_headers, read_json
 
 KEYS = ("frames", "actions", "rewards", "discounts", "states", "physics")
 
@@ -42,6 +42,7 @@ class Episode:
     discounts: np.ndarray
     states: np.ndarray
     physics: np.ndarray
+    source: str = ""  # the file it was read from (for error messages)
 
     def __len__(self) -> int:
         """Number of agent steps (transitions)."""
@@ -61,6 +62,11 @@ class Episode:
                 problems.append(f"{name} has {len(getattr(self, name))} rows, expected {t}")
         if problems:
             raise UserError(f"{where}: inconsistent episode ({'; '.join(problems)})")
+        for name in ("actions", "rewards", "discounts", "states", "physics"):
+            bad = ~np.isfinite(getattr(self, name))
+            if bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                raise UserError(f"{where}: {name} holds NaN or inf (row {row}); delete the file or re-collect")
 
 
 def save_episode(path: str | Path, episode: Episode) -> None:
@@ -74,6 +80,7 @@ def save_episode(path: str | Path, episode: Episode) -> None:
 def load_episode(path: str | Path) -> Episode:
     """Read an episode file; a truncated or foreign file gives a one-line UserError."""
     path = Path(path)
+    _check_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in KEYS if k not in z.files]
@@ -88,9 +95,30 @@ def load_episode(path: str | Path) -> Episode:
         raise UserError(
             f"{path}: truncated or corrupt episode file ({type(e).__name__}: {e}); delete it or re-collect"
         ) from None
-    ep = Episode(**arrays)
+    ep = Episode(**arrays, source=str(path))
     ep.validate(str(path))
     return ep
+
+
+MAX_STEPS = 100_000  # agent steps per episode (dm_control episodes have at most 1000)
+MAX_ARRAY_BYTES = 4 << 30
+
+
+def _check_sizes(path: Path) -> None:
+    """Refuse, from the array headers alone, a file whose arrays are not plain numbers or are implausibly large."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        headers = npz_headers(path)
+    except ValueError as e:
+        raise UserError(f"{path}: truncated or corrupt episode file ({e}); delete it or re-collect") from None
+    for name, (shape, dtype) in headers.items():
+        if dtype.hasobject:
+            raise UserError(f"{path}: array {name} holds Python objects, not numbers; not an ssl4rl episode file")
+        size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if (shape and shape[0] > MAX_STEPS + 1) or size > MAX_ARRAY_BYTES:
+            raise UserError(f"{path}: array {name} of shape {shape} is larger than any episode ssl4rl writes "
+                            f"(at most {MAX_STEPS} steps, {MAX_ARRAY_BYTES >> 30} GiB); delete it or re-collect")
 
 
 def episode_paths(folder: str | Path) -> list[Path]:

@@ -78,9 +78,11 @@ class MemorySource:
     def from_episodes(
         cls, episodes: Sequence[Episode], image_size: int, positive: str = "augment", k: int = 3
     ) -> MemorySource:
-        """Frames of env episodes, resized once to ``image_size``."""
-        frames = torch.from_numpy(np.concatenate([e.frames for e in episodes]))
-        return cls(resize_frames(frames, image_size), None, [len(e.frames) for e in episodes], positive, k)
+        """Frames of env episodes, resized once to ``image_size`` (episodes of several sizes may mix)."""
+        if not episodes:
+            raise UserError("no episodes: a dataset needs at least one (collect some with envs/collect.py)")
+        frames = torch.cat([resize_frames(torch.from_numpy(e.frames), image_size) for e in episodes])
+        return cls(frames, None, [len(e.frames) for e in episodes], positive, k)
 
 
 class StreamSource:

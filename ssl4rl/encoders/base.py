@@ -152,7 +152,34 @@ def encoder_meta(path: str | Path) -> dict[str, Any]:
     meta = read_json(folder / META)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{folder / META}: not an ssl4rl encoder metadata file (format != {FORMAT})")
+    for key, kind in (("arch", str), ("kwargs", dict), ("image_size", int), ("feature_dim", int)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise UserError(f"{folder / META}: '{key}' must be a {kind.__name__}, got {meta.get(key)!r}")
     return meta
+
+
+MAX_PARAMS = 2_000_000_000  # an encoder read from a file may have at most this many parameters
+
+
+def _check_size(meta: dict[str, Any], where: Path) -> None:
+    """Refuse metadata describing an encoder that cannot be built or is too large, without allocating it:
+    every number within plain bounds first, then the parameters counted on the meta device."""
+    kwargs = meta["kwargs"]
+    for key, value in kwargs.items():
+        limit = 1024 if key == "image_size" else 8192
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value <= limit:
+            raise UserError(f"{where}: kwargs.{key}={value} is outside 0..{limit}; not an encoder ssl4rl wrote")
+    patch = kwargs.get("patch_size")
+    if isinstance(patch, int) and patch > 0 and (kwargs.get("image_size", 0) // patch) ** 2 > 4096:
+        raise UserError(f"{where}: {kwargs.get('image_size')} px in patches of {patch} is more than 4096 tokens")
+    try:
+        with torch.device("meta"):
+            probe = build_encoder(meta["arch"], **meta["kwargs"])
+    except (ValueError, AssertionError, RuntimeError) as e:
+        raise UserError(f"{where}: describes an encoder that cannot be built ({type(e).__name__}: {str(e)[:200]})") from None
+    n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    if n > MAX_PARAMS:
+        raise UserError(f"{where}: describes an encoder of {n:,} parameters, more than {MAX_PARAMS:,}; not a file ssl4rl wrote")
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu", arch: str | None = None) -> Encoder:
@@ -161,6 +188,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu", arch: str
     meta = encoder_meta(folder)
     if arch is not None and meta["arch"] != arch:
         raise UserError(f"{folder / META}: encoder architecture is '{meta['arch']}', expected '{arch}'")
+    _check_size(meta, folder / META)
     encoder = build_encoder(meta["arch"], **meta["kwargs"])
     weights = folder / WEIGHTS
     try:
@@ -184,6 +212,7 @@ def random_like(path: str | Path, seed: int = 0) -> Encoder:
     """An untrained encoder (seeded) with the architecture and input normalisation of the one saved
     at ``path``: the random-init baseline that matches a pretrained encoder."""
     meta = encoder_meta(path)
+    _check_size(meta, _folder(path) / META)
     torch.manual_seed(seed)
     encoder = build_encoder(meta["arch"], **meta["kwargs"])
     encoder.set_normalization(meta["normalization"]["mean"], meta["normalization"]["std"])

@@ -100,7 +100,8 @@ class ViTEncoder(Encoder):
             global_pool="",
             dynamic_img_size=True,
         )
-        pos = torch.cat([torch.zeros(1, embed_dim), sincos_pos_embed(embed_dim, self.tokens_per_side)])
+        fixed = sincos_pos_embed(embed_dim, self.tokens_per_side).to(torch.get_default_device())  # meta device too
+        pos = torch.cat([torch.zeros(1, embed_dim), fixed])
         self.vit.pos_embed.data.copy_(pos.unsqueeze(0))
         self.vit.pos_embed.requires_grad_(False)
         self.feature_dim = {

@@ -20,6 +20,7 @@ import numpy as np
 from ssl4rl._gl import gl_error_message
 from ssl4rl.errors import UserError
 
+MAX_IMAGE_SIZE = 1024  # rendered frames are square, at most this many pixels a side
 _LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
 _ATEXIT_REGISTERED = False
 
@@ -107,11 +108,10 @@ class DMCEnv(gym.Env):
 
         if obs_type not in ("pixels", "state"):
             raise UserError(f"unknown obs_type '{obs_type}'; valid: pixels, state")
-        if image_size < 16 or frame_stack < 1 or action_repeat < 1:
-            raise UserError(
-                f"need image_size>=16, frame_stack>=1, action_repeat>=1 "
-                f"(got {image_size}, {frame_stack}, {action_repeat})"
-            )
+        for name, value, low, high in (("image_size", image_size, 16, MAX_IMAGE_SIZE), ("frame_stack", frame_stack, 1, 100),
+                                       ("action_repeat", action_repeat, 1, 1000), ("camera", camera, -1, 1000)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+                raise UserError(f"{name}={value!r}: must be a whole number from {low} to {high}")
         self.domain, self.task_name = domain, task
         self.action_repeat = int(action_repeat)
         self.image_size = int(image_size)
@@ -121,6 +121,11 @@ class DMCEnv(gym.Env):
         self.fast_render = fast_render
         self.render_mode = render_mode
         self._env = suite.load(domain, task, task_kwargs={"random": seed})
+        n_cameras = self._env.physics.model.ncam
+        if isinstance(camera, bool) or not isinstance(camera, (int, np.integer)) or not -1 <= camera < n_cameras:
+            raise UserError(f"camera={camera!r}: {domain} has cameras 0 to {n_cameras - 1} (or -1, the free camera)")
+        vis = self._env.physics.model.vis.global_  # grow the offscreen buffer (before any GL context) if needed
+        vis.offwidth, vis.offheight = max(vis.offwidth, self.image_size), max(vis.offheight, self.image_size)
         self._renderer: FastRenderer | None = None
         self._frames: deque[np.ndarray] = deque(maxlen=self.frame_stack)
 

@@ -1,0 +1,452 @@
+"""Hostile input: every entry point and the public API refuse bad values with one line, never change
+what was already saved, and never unpickle.
+
+CLI cases assert exit status 2, at most 3 lines on stderr, a message naming the bad value, and
+unchanged checksums of a folder of earlier results. Config cases run in-process (Hydra compose, as
+the entry points do before anything runs); cases that need files or a running task use a subprocess.
+API cases assert one ``UserError`` (a ``ValueError``) with a one-line message naming the value.
+"""
+
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ssl4rl.cli import _guard, _prevalidate
+from ssl4rl.data import FrameDataset, PairDataset, SequenceDataset, collect, load_episode
+from ssl4rl.data.episodes import KEYS
+from ssl4rl.encoders import build_encoder, load_encoder, save_encoder
+from ssl4rl.envs import make_env
+from ssl4rl.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+TINY_VIT = dict(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool="cls")
+
+
+class Payload:
+    """Unpickling this writes a marker file: proof that something unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "unpickled!"))
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Earlier results that no refused run may touch: a dataset, an encoder, a finished run folder."""
+    root = tmp_path_factory.mktemp("saved")
+    collect("dmc_cartpole", episodes=2, out=root / "data", seed=0, image_size=32, progress=False)
+    torch.manual_seed(0)
+    save_encoder(build_encoder("vit", **TINY_VIT), root / "encoder", method="test")
+    (root / "run").mkdir()
+    (root / "run" / "results.json").write_text(json.dumps({"done": True}))
+    return root
+
+
+@pytest.fixture
+def unchanged(saved):
+    before = _checksums(saved)
+    yield saved
+    assert _checksums(saved) == before, "a refused run changed earlier results"
+
+
+def _one_line(err: str, *needles: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert 1 <= len(lines) <= 3, err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+# --- configuration values, in-process (what each entry point does before anything runs) ------------
+
+CONFIG_CASES = [
+    ("collect", ["env=dmc_nope"], "dmc_nope"),
+    ("collect", ["episodes=0"], "episodes=0"),
+    ("collect", ["episodes=-3"], "episodes=-3"),
+    ("collect", ["episodes=abc"], "abc"),
+    ("collect", ["steps=0"], "steps=0"),
+    ("collect", ["image_size=8"], "image_size=8"),
+    ("collect", ["image_size=big"], "big"),
+    ("collect", ["camera=-2"], "camera=-2"),
+    ("collect", ["seed=-1"], "seed=-1"),
+    ("collect", ["fast_render=maybe"], "maybe"),
+    ("collect", ["episodez=3"], "episodez"),
+    ("collect", ["episodes"], "episodes"),
+    ("train", ["steps=abc"], "abc"),
+    ("train", ["steps=0"], "steps=0"),
+    ("train", ["n_envs=0"], "n_envs=0"),
+    ("train", ["frame_stack=0"], "frame_stack=0"),
+    ("train", ["eval_every=-5"], "eval_every=-5"),
+    ("train", ["ckpt_every=0"], "ckpt_every=0"),
+    ("train", ["eval_episodes=0"], "eval_episodes=0"),
+    ("train", ["image_size=8"], "image_size=8"),
+    ("train", ["agent.batch_size=0"], "agent.batch_size=0"),
+    ("train", ["agent.gamma=1.5"], "agent.gamma=1.5"),
+    ("train", ["agent.tau=-0.1"], "agent.tau=-0.1"),
+    ("train", ["agent.learning_rate=0"], "agent.learning_rate=0"),
+    ("train", ["agent.learning_rate=nan"], "nan"),
+    ("train", ["agent.buffer_size=0"], "agent.buffer_size=0"),
+    ("train", ["agent.net_arch=abc"], "abc"),
+    ("train", ["agent.lr=0.1"], "agent.lr"),
+    ("train", ["agent=td3"], "td3"),
+    ("train", ["seed=abc"], "abc"),
+    ("train", ["video=sometimes"], "sometimes"),
+    ("train", ["device=tpu"], "tpu"),
+    ("train", ["vec_env=threads"], "threads"),
+    ("pretrain", ["data.path=x", "steps=abc"], "abc"),
+    ("pretrain", ["data.path=x", "steps=0"], "steps=0"),
+    ("pretrain", ["data.path=x", "method.batch_size=0"], "method.batch_size=0"),
+    ("pretrain", ["data.path=x", "method.lr=-1"], "method.lr=-1"),
+    ("pretrain", ["data.path=x", "ckpt_every=0"], "ckpt_every=0"),
+    ("pretrain", ["data.path=x", "log_every=-1"], "log_every=-1"),
+    ("pretrain", ["data.path=x", "data.holdout=1.5"], "data.holdout=1.5"),
+    ("pretrain", ["data.path=x", "data.k=0"], "data.k=0"),
+    ("pretrain", ["data.path=x", "method=mea"], "mea"),
+    ("pretrain", ["data.path=x", "backbone=nope"], "nope"),
+    ("pretrain", ["data.path=x", "method.momentum=fast"], "fast"),
+    ("pretrain", [], "data.path"),
+    ("eval", ["data.path=x", "n_bins=1"], "n_bins=1"),
+    ("eval", ["data.path=x", "batch_size=0"], "batch_size=0"),
+    ("eval", ["data.path=x", "knn_k=[0]"], "knn_k=0"),
+    ("eval", ["data.path=x", "knn_k=[abc]"], "abc"),
+    ("eval", ["data.path=x", "label_fractions=[2.0]"], "label_fractions=2.0"),
+    ("eval", ["data.path=x", "knn_temperature=0"], "knn_temperature=0"),
+    ("eval", ["data.path=x", "finetune_epochs=0"], "finetune_epochs=0"),
+    ("eval", [], "data.path"),
+    ("random_init", [], "like"),
+    ("random_init", ["like=x", "seed=-1"], "seed=-1"),
+]
+
+
+@pytest.mark.parametrize("entry,argv,needle", CONFIG_CASES, ids=[f"{e}:{' '.join(a)}" for e, a, _ in CONFIG_CASES])
+def test_bad_setting_is_refused_in_one_line(entry, argv, needle, unchanged, capsys):
+    with pytest.raises(SystemExit) as e:
+        _guard(lambda: _prevalidate(CONFIGS, entry, argv))
+    assert e.value.code == 2
+    _one_line(capsys.readouterr().err, "error:", needle)
+
+
+# --- entry points on bad files and bad runtime values (subprocess: exit status and stderr) ----------
+
+
+def _bad_episode(folder: Path, saved: Path, **change) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    src = sorted((saved / "data").glob("episode_*.npz"))[0]
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in KEYS}
+    for k, fn in change.items():
+        arrays[k] = fn(arrays[k])
+    with open(folder / "episode_000000.npz", "wb") as f:
+        np.savez(f, **arrays)
+    return folder
+
+
+def _huge_header_npz(path: Path, name: str = "frames") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z, z.open(f"{name}.npy", "w") as f:
+        np.lib.format.write_array_header_2_0(f, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 3, 64, 64)})
+    return path
+
+
+def _object_npz(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, frames=np.array([Payload(marker)], dtype=object))
+    return path
+
+
+def _encoder_with(folder: Path, saved: Path, **meta_change) -> Path:
+    folder.mkdir(parents=True)
+    meta = json.loads((saved / "encoder" / "encoder.json").read_text())
+    for k, v in meta_change.items():
+        if k.startswith("kwargs."):
+            meta["kwargs"][k[7:]] = v
+        else:
+            meta[k] = v
+    (folder / "encoder.json").write_text(json.dumps(meta))
+    (folder / "encoder.safetensors").write_bytes((saved / "encoder" / "encoder.safetensors").read_bytes())
+    return folder
+
+
+def _pickle_file(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump({"step": 1, "payload": Payload(marker)}, f)
+    return path
+
+
+AGENT_ARGS = ["steps=160", "eval_every=0", "ckpt_every=80", "eval_episodes=1", "video=false",
+              "agent.learning_starts=5", "agent.batch_size=8", "agent.net_arch=[8]", "agent.proj_dim=4", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def killed_agent(saved, tmp_path_factory):
+    """A run folder as an agent run killed after its first checkpoint leaves it (config.yaml, log, checkpoint/)."""
+    from hydra import compose, initialize_config_dir
+
+    from ssl4rl.agents import checkpoint, train_agent
+    from ssl4rl.cli import to_yaml
+    from ssl4rl.config import register_configs
+
+    out = tmp_path_factory.mktemp("killed") / "run"
+    args = [f"encoder={saved / 'encoder'}", *AGENT_ARGS, f"out={out}", "progress=false"]
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        cfg = compose("train", overrides=args)
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(to_yaml(cfg))
+    real = checkpoint.save
+
+    def save_then_die(*a, **k):
+        real(*a, **k)
+        raise KeyboardInterrupt
+
+    checkpoint.save = save_then_die
+    try:
+        train_agent("dmc_cartpole", str(saved / "encoder"), out, steps=160, eval_every=0, ckpt_every=80, eval_episodes=1,
+                    video=False, device="cpu", progress=False,
+                    agent={"learning_starts": 5, "batch_size": 8, "net_arch": [8], "proj_dim": 4})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        checkpoint.save = real
+    assert (out / "checkpoint" / "state.pt").exists()
+    return out, args
+
+
+def _agent_copy(killed, dst: Path, marker: Path, where: str) -> list[str]:
+    out, args = killed
+    for p in out.rglob("*"):
+        if p.is_file():
+            (dst / p.relative_to(out)).parent.mkdir(parents=True, exist_ok=True)
+            (dst / p.relative_to(out)).write_bytes(p.read_bytes())
+    if where == "state.pt":
+        _pickle_file(dst / "checkpoint" / "state.pt", marker)
+    else:
+        _object_npz(dst / "checkpoint" / "replay.npz", marker)
+    return ["agents/train.py", *[a for a in args if not a.startswith("out=")], f"out={dst}"]
+
+
+HUGE = {"kwargs.embed_dim": 8192, "kwargs.depth": 512}  # each number plausible, the model 400 billion parameters
+PRETRAIN_ARGS = ["method=simclr", "backbone.image_size=32", "backbone.embed_dim=16", "backbone.depth=1",
+                 "backbone.num_heads=2", "method.batch_size=4", "steps=4", "ckpt_every=1", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def killed_pretrain(saved, tmp_path_factory):
+    """A pretraining run folder as SIGKILL after its first checkpoint leaves it."""
+    out = tmp_path_factory.mktemp("killed_pretrain") / "run"
+    args = ["pretrain/run.py", f"data.path={saved / 'data'}", *PRETRAIN_ARGS, f"out={out}", "progress=false"]
+    env = {**os.environ, "SSL4RL_TEST_KILL_AT_STEP": "1"}
+    p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, env=env)
+    assert p.returncode != 0 and (out / "checkpoint.pt").exists()
+    return out, args
+
+
+def _pretrain_copy(killed, dst: Path, marker: Path) -> list[str]:
+    out, args = killed
+    for p in out.rglob("*"):
+        if p.is_file():
+            (dst / p.relative_to(out)).parent.mkdir(parents=True, exist_ok=True)
+            (dst / p.relative_to(out)).write_bytes(p.read_bytes())
+    _pickle_file(dst / "checkpoint.pt", marker)
+    return [*[a for a in args if not a.startswith(("out=", "progress="))], f"out={dst}"]
+
+
+def _case(name: str, tmp: Path, saved: Path, killed, killed_pretrain, marker: Path) -> tuple[list[str], str]:
+    """(argv after `python`, a string the one-line error must contain) of case ``name``; its files made now."""
+    enc = saved / "encoder"
+    data = saved / "data"
+    tiny = ["backbone.image_size=32", "backbone.embed_dim=16", "backbone.depth=1", "backbone.num_heads=2",
+            "method.batch_size=4", "steps=2"]
+    cases = {
+        "collect: unknown camera": lambda: (["envs/collect.py", "camera=9", "episodes=1", f"out={tmp / 'c'}"], "camera=9"),
+        "collect: image larger than the renderer": lambda: (["envs/collect.py", "image_size=5000", "episodes=1",
+                                                      f"out={tmp / 'c'}"], "image_size=5000"),
+        "collect: out= holds results": lambda: (["envs/collect.py", "episodes=1", f"out={saved / 'run'}"], "already holds"),
+        "pretrain: missing data folder": lambda: (["pretrain/run.py", "data.path=/nonexistent/frames", f"out={tmp / 'p'}"],
+                                          "/nonexistent/frames"),
+        "pretrain: unknown data.kind": lambda: (
+            ["pretrain/run.py", f"data.path={data}", "data.kind=nope", f"out={tmp / 'p'}"], "nope"),
+        "pretrain: patch size does not divide": lambda: (["pretrain/run.py", f"data.path={data}", *tiny, "backbone.patch_size=7",
+                                                  f"out={tmp / 'p'}"], "7"),
+        "pretrain: fewer images than the batch": lambda: (["pretrain/run.py", f"data.path={data}", *tiny[:-2],
+                                                   "method.batch_size=4096", f"out={tmp / 'p'}"], "4096"),
+        "pretrain: frame pairs on an ImageFolder": lambda: (["pretrain/run.py", f"data.path={tmp}", "data.kind=imagefolder",
+                                                     "data.positive=temporal", f"out={tmp / 'p'}"], "temporal"),
+        "pretrain: NaN in an episode's states": lambda: (
+            ["pretrain/run.py", f"data.path={_bad_episode(tmp / 'nan', saved, states=lambda a: a * np.nan)}", *tiny,
+             f"out={tmp / 'p'}"], "NaN"),
+        "pretrain: inf reward": lambda: (
+            ["pretrain/run.py", f"data.path={_bad_episode(tmp / 'inf', saved, rewards=lambda a: a + np.inf)}", *tiny,
+             f"out={tmp / 'p'}"], "inf"),
+        "pretrain: episode claiming a huge array": lambda: (
+            ["pretrain/run.py", f"data.path={_huge_header_npz(tmp / 'huge' / 'episode_000000.npz').parent}", *tiny,
+             f"out={tmp / 'p'}"], "larger than any episode"),
+        "pretrain: pickle payload in an episode": lambda: (
+            ["pretrain/run.py", f"data.path={_object_npz(tmp / 'obj' / 'episode_000000.npz', marker).parent}", *tiny,
+             f"out={tmp / 'p'}"], "Python objects"),
+        "pretrain: pickle payload as checkpoint.pt": lambda: (_pretrain_copy(killed_pretrain, tmp / "pk", marker),
+                                                              "checkpoint.pt"),
+        "eval: corrupt meta.json": lambda: (
+            ["pretrain/eval.py", f"encoder={enc}", f"data.path={_copy_with(data, tmp / 'meta', 'meta.json', b'{oops')}",
+             f"out={tmp / 'e'}"], "meta.json"),
+        "eval: encoder.json with a huge model": lambda: (
+            ["pretrain/eval.py", f"encoder={_encoder_with(tmp / 'big', saved, **HUGE)}",
+             f"data.path={data}", f"out={tmp / 'e'}"], "parameters"),
+        "eval: encoder.json with an absurd size": lambda: (
+            ["pretrain/eval.py", f"encoder={_encoder_with(tmp / 'absurd', saved, **{'kwargs.embed_dim': 10**9})}",
+             f"data.path={data}", f"out={tmp / 'e'}"], "kwargs.embed_dim=1000000000"),
+        "eval: encoder.json of the wrong type": lambda: (
+            ["pretrain/eval.py", f"encoder={_encoder_with(tmp / 'badtype', saved, kwargs='vit')}", f"data.path={data}",
+             f"out={tmp / 'e'}"], "kwargs"),
+        "eval: unknown encoder architecture": lambda: (
+            ["pretrain/eval.py", f"encoder={_encoder_with(tmp / 'arch', saved, arch='transformer9000')}", f"data.path={data}",
+             f"out={tmp / 'e'}"], "transformer9000"),
+        "eval: pickle payload as encoder weights": lambda: (
+            ["pretrain/eval.py", f"encoder={_pickled_weights(tmp / 'pw', saved, marker)}", f"data.path={data}",
+             f"out={tmp / 'e'}"], "encoder.safetensors"),
+        "eval: mixed frame sizes": lambda: (
+            ["pretrain/eval.py", f"encoder={enc}", f"data.path={_mixed_sizes(tmp / 'mixed', saved)}", f"out={tmp / 'e'}"],
+            "shape"),
+        "train: encoder folder without weights": lambda: (
+            ["agents/train.py", f"encoder={_without_weights(tmp / 'nw', saved)}", "steps=80", f"out={tmp / 't'}"],
+            "encoder.safetensors"),
+        "train: unknown vec_env": lambda: (
+            ["agents/train.py", f"encoder={enc}", "vec_env=threads", "steps=80", f"out={tmp / 't'}"], "threads"),
+        "train: pickle payload in the agent checkpoint": lambda: (_agent_copy(killed, tmp / "ap", marker, "state.pt"),
+                                                                  "state.pt"),
+        "train: pickle payload in the replay buffer": lambda: (_agent_copy(killed, tmp / "rp", marker, "replay.npz"),
+                                                               "replay.npz"),
+        "random_init: like= a dataset folder": lambda: (
+            ["pretrain/random_init.py", f"like={data}", f"out={tmp / 'r'}"], "encoder.json"),
+        "report: malformed results.json": lambda: (
+            ["-m", "ssl4rl.report", str(_copy_with(saved / "run", tmp / "rep", "results.json", b"{not json"))],
+            "results.json"),
+    }
+    return cases[name]()
+
+
+def _copy_with(src: Path, dst: Path, name: str, content: bytes) -> Path:
+    dst.mkdir(parents=True)
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    (dst / name).write_bytes(content)
+    return dst
+
+
+def _pickled_weights(folder: Path, saved: Path, marker: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "encoder.json").write_bytes((saved / "encoder" / "encoder.json").read_bytes())
+    _pickle_file(folder / "encoder.safetensors", marker)
+    return folder
+
+
+def _without_weights(folder: Path, saved: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "encoder.json").write_bytes((saved / "encoder" / "encoder.json").read_bytes())
+    return folder
+
+
+def _mixed_sizes(folder: Path, saved: Path) -> Path:
+    _bad_episode(folder, saved)
+    src = sorted((saved / "data").glob("episode_*.npz"))[1]
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in KEYS}
+    arrays["frames"] = np.ascontiguousarray(arrays["frames"][:, :, :16, :16])
+    with open(folder / "episode_000001.npz", "wb") as f:
+        np.savez(f, **arrays)
+    (folder / "meta.json").write_bytes((saved / "data" / "meta.json").read_bytes())
+    return folder
+
+
+CASE_NAMES = [
+    "collect: unknown camera", "collect: image larger than the renderer", "collect: out= holds results",
+    "pretrain: missing data folder", "pretrain: unknown data.kind", "pretrain: patch size does not divide",
+    "pretrain: fewer images than the batch", "pretrain: frame pairs on an ImageFolder",
+    "pretrain: NaN in an episode's states", "pretrain: inf reward", "pretrain: episode claiming a huge array",
+    "pretrain: pickle payload in an episode", "pretrain: pickle payload as checkpoint.pt", "eval: corrupt meta.json",
+    "eval: encoder.json with a huge model", "eval: encoder.json with an absurd size",
+    "eval: encoder.json of the wrong type", "eval: unknown encoder architecture",
+    "eval: pickle payload as encoder weights", "eval: mixed frame sizes", "train: encoder folder without weights",
+    "train: unknown vec_env", "train: pickle payload in the agent checkpoint", "train: pickle payload in the replay buffer",
+    "random_init: like= a dataset folder", "report: malformed results.json",
+]
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_entry_point_refuses_bad_file_or_value(name, tmp_path, unchanged, killed_agent, killed_pretrain):
+    marker = tmp_path / "UNPICKLED"
+    argv, needle = _case(name, tmp_path, unchanged, killed_agent, killed_pretrain, marker)
+    before = _checksums(tmp_path)
+    p = subprocess.run([sys.executable, *argv, *([] if argv[0] == "-m" else ["progress=false"])], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 2, p.stderr[-2000:]
+    _one_line(p.stderr, "error:", needle)
+    assert not marker.exists(), "a pickle payload was executed"
+    after = _checksums(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before, "a refused run changed a file it was given"
+
+
+# --- the public Python API: one UserError (a ValueError), one line ---------------------------------
+
+
+def _episodes(saved: Path):
+    return [load_episode(p) for p in sorted((saved / "data").glob("episode_*.npz"))]
+
+
+API_CASES = {
+    "make_env: unknown env": (lambda s: make_env("dmc_nope"), "dmc_nope"),
+    "make_env: image_size=0": (lambda s: make_env("dmc_cartpole", image_size=0), "image_size=0"),
+    "make_env: image_size=5000": (lambda s: make_env("dmc_cartpole", image_size=5000), "image_size=5000"),
+    "make_env: camera=9": (lambda s: make_env("dmc_cartpole", camera=9), "camera=9"),
+    "make_env: camera='top'": (lambda s: make_env("dmc_cartpole", camera="top"), "top"),
+    "make_env: frame_stack=0": (lambda s: make_env("dmc_cartpole", frame_stack=0), "frame_stack=0"),
+    "make_env: unknown option": (lambda s: make_env("dmc_cartpole", colour="red"), "colour"),
+    "FrameDataset: no episodes": (lambda s: FrameDataset([]), "no episodes"),
+    "FrameDataset: image_size=4": (lambda s: FrameDataset(_episodes(s), image_size=4), "image_size=4"),
+    "SequenceDataset: length=1": (lambda s: SequenceDataset(_episodes(s), length=1), "length"),
+    "PairDataset: k=0": (lambda s: PairDataset(_episodes(s), k=0), "k >= 1"),
+    "load_episode: missing file": (lambda s: load_episode(s / "nope.npz"), "nope.npz"),
+    "load_encoder: missing folder": (lambda s: load_encoder(s / "nope"), "nope"),
+    "collect: episodes=0": (lambda s: collect("dmc_cartpole", episodes=0, out=s / "never"), "episodes=0"),
+}
+
+
+@pytest.mark.parametrize("name", list(API_CASES))
+def test_public_api_raises_one_user_error(name, unchanged):
+    fn, needle = API_CASES[name]
+    with pytest.raises(UserError) as e:
+        fn(unchanged)
+    assert isinstance(e.value, ValueError)
+    assert "\n" not in str(e.value) and needle in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"steps": 0}, "steps=0"), ({"n_envs": 0}, "n_envs=0"), ({"frame_stack": 0}, "frame_stack=0"),
+    ({"vec_env": "threads"}, "threads"), ({"eval_every": -1}, "eval_every=-1"), ({"ckpt_every": 0}, "ckpt_every=0"),
+    ({"eval_episodes": 0}, "eval_episodes=0"), ({"agent": {"batch_size": 0}}, "batch_size=0"),
+])
+def test_train_agent_validates_its_arguments(kwargs, needle, unchanged, tmp_path):
+    from ssl4rl.agents import train_agent
+
+    with pytest.raises(UserError) as e:
+        train_agent("dmc_cartpole", str(unchanged / "encoder"), tmp_path / "run", **kwargs)
+    assert "\n" not in str(e.value) and needle in str(e.value), str(e.value)
+    assert not (tmp_path / "run").exists()
