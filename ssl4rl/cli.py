@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ssl4rl.errors import UserError
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the ``python -m ssl4rl.<tool>`` commands: a bad argument is one line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
 
 _PASS_THROUGH = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "--run")
 

@@ -18,13 +18,13 @@ Every stage is an entry point run as its own process; their logs are in each sta
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from ssl4rl.cli import OneLineParser
 from ssl4rl.methods import METHODS
 from ssl4rl.report import summary_table
 from ssl4rl.utils import write_text
@@ -70,7 +70,7 @@ def _pool(jobs: list[list[str]], slots: int = 2) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p = OneLineParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--out", required=True, help="a new folder for every stage's outputs")
     p.add_argument("--method", default="rotation", help="the pretraining method (default: the best on control)")
     p.add_argument("--episodes", type=int, default=30, help="random-policy episodes of cartpole swingup (and as many "

@@ -10,11 +10,11 @@ line compares every pretrained encoder's return with it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
+from ssl4rl.cli import OneLineParser
 from ssl4rl.errors import UserError
 from ssl4rl.eval.report import main_metrics
 from ssl4rl.utils import read_json, write_text
@@ -149,7 +149,7 @@ def _row(name: str, pose: str, velocity: str, group: Group | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = OneLineParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("root", help="a folder containing runs (eval.json, results.json)")
     args = parser.parse_args(argv)
     root = Path(args.root)

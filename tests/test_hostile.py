@@ -336,6 +336,11 @@ def _case(name: str, tmp: Path, saved: Path, killed, killed_pretrain, marker: Pa
                                                                "replay.npz"),
         "random_init: like= a dataset folder": lambda: (
             ["pretrain/random_init.py", f"like={data}", f"out={tmp / 'r'}"], "encoder.json"),
+        "demo: unknown method": lambda: (["-m", "ssl4rl.demo", "--out", str(tmp / "d"), "--method", "rotaton"], "rotaton"),
+        "demo: zero seeds": lambda: (["-m", "ssl4rl.demo", "--out", str(tmp / "d"), "--seeds", "0"], "--seeds 0"),
+        "demo: non-numeric env steps": lambda: (["-m", "ssl4rl.demo", "--out", str(tmp / "d"), "--env-steps", "lots"], "lots"),
+        "demo: out= holds results": lambda: (["-m", "ssl4rl.demo", "--out", str(saved / "run")], "already exists"),
+        "report: missing folder": lambda: (["-m", "ssl4rl.report", str(tmp / "nope")], "nope"),
         "report: malformed results.json": lambda: (
             ["-m", "ssl4rl.report", str(_copy_with(saved / "run", tmp / "rep", "results.json", b"{not json"))],
             "results.json"),
@@ -386,7 +391,8 @@ CASE_NAMES = [
     "eval: encoder.json of the wrong type", "eval: unknown encoder architecture",
     "eval: pickle payload as encoder weights", "eval: mixed frame sizes", "train: encoder folder without weights",
     "train: unknown vec_env", "train: pickle payload in the agent checkpoint", "train: pickle payload in the replay buffer",
-    "random_init: like= a dataset folder", "report: malformed results.json",
+    "random_init: like= a dataset folder", "demo: unknown method", "demo: zero seeds", "demo: non-numeric env steps",
+    "demo: out= holds results", "report: missing folder", "report: malformed results.json",
 ]
 
 
