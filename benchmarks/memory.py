@@ -1,6 +1,7 @@
 """Memory stays flat: resident memory (RSS) sampled over a 100k-env-step agent run and a long pretraining run.
 
-    python benchmarks/memory.py                       # both runs, about 12 minutes on 2 cores
+    python benchmarks/memory.py                       # both runs, about 20 minutes on 2 cores
+    python benchmarks/memory.py --only pretrain       # the pretraining run alone
     python benchmarks/memory.py --env-steps 20000 --pretrain-steps 300   # a quick look
 
 Each run is its own process (the entry points, as a user runs them); its RSS is read from /proc every
@@ -59,7 +60,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench-memory")
     p.add_argument("--env-steps", type=int, default=100_000)
-    p.add_argument("--pretrain-steps", type=int, default=3000)
+    p.add_argument("--pretrain-steps", type=int, default=6000)
+    p.add_argument("--only", choices=["pretrain", "agent"], help="run one of the two (the agent needs the pretrained encoder)")
     a = p.parse_args()
     out = Path(a.out)
     if out.exists():
@@ -70,13 +72,14 @@ def main() -> None:
     subprocess.run([sys.executable, "envs/collect.py", "env=dmc_cartpole", "episodes=20", "image_size=64", f"out={data}",
                     "progress=false"], cwd=ROOT, check=True, capture_output=True)
     runs = {
-        "pretrain (mae, ViT 64 px, batch 64)": sample(
+        f"pretrain (mae, ViT 64 px, batch 64, {a.pretrain_steps} steps)": sample(
             ["pretrain/run.py", "method=mae", f"data.path={data}", f"steps={a.pretrain_steps}", "method.batch_size=64",
              "ckpt_every=500", f"out={out / 'pretrain'}"], log),
     }
-    runs[f"SAC on frozen features ({a.env_steps // 1000}k env steps)"] = sample(
-        ["agents/train.py", "env=dmc_cartpole", f"encoder={out / 'pretrain' / 'encoder'}", f"steps={a.env_steps}",
-         "video=false", f"out={out / 'agent'}"], log)
+    if a.only != "pretrain":
+        runs[f"SAC on frozen features ({a.env_steps // 1000}k env steps)"] = sample(
+            ["agents/train.py", "env=dmc_cartpole", f"encoder={out / 'pretrain' / 'encoder'}", f"steps={a.env_steps}",
+             "video=false", f"out={out / 'agent'}"], log)
     import matplotlib
 
     matplotlib.use("Agg")
