@@ -103,6 +103,22 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
     return shapes
 
 
+def checked_npz_headers(path: str | os.PathLike, what: str, fix: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``npz_headers`` of a file that must exist and hold numbers only; anything else is a one-line UserError
+    naming the file, ``what`` it should be and the ``fix``. Nothing is unpickled or allocated."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; {fix}")
+    try:
+        headers = npz_headers(path)
+    except ValueError as e:
+        raise UserError(f"{path}: not a readable {what} ({e}); {fix}") from None
+    for name, (_, dtype) in headers.items():
+        if dtype.hasobject:
+            raise UserError(f"{path}: array {name} holds Python objects, not numbers; {fix}")
+    return headers
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()

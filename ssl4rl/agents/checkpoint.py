@@ -30,7 +30,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.vec_env import VecEnv
 
 from ssl4rl.errors import UserError
-from ssl4rl.utils import npz_headers
+from ssl4rl.utils import checked_npz_headers
 
 CHECKPOINT = "checkpoint"
 _MAX_STATE_BYTES = 2 << 30
@@ -68,15 +68,7 @@ def read(out: Path) -> dict[str, Any]:
     builds anything; pass the result to ``restore``."""
     ck = out / CHECKPOINT
     state = _read_state(ck / "state.pt")
-    if not (ck / "replay.npz").is_file():
-        raise UserError(f"{ck / 'replay.npz'}: missing; the checkpoint is incomplete, choose a new out=")
-    try:
-        headers = npz_headers(ck / "replay.npz")
-    except ValueError as e:
-        raise UserError(f"{ck / 'replay.npz'}: not a readable replay buffer ({e}); choose a new out=") from None
-    for name, (_, dtype) in headers.items():
-        if dtype.hasobject:
-            raise UserError(f"{ck / 'replay.npz'}: array {name} holds Python objects, not numbers; choose a new out=")
+    checked_npz_headers(ck / "replay.npz", "replay buffer", "choose a new out=")
     return state
 
 
@@ -281,15 +273,10 @@ def _unpack_frames(z: Any, channels: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unpack_buffer(path: Path, buffer: Any) -> None:
-    if not path.is_file():
-        raise UserError(f"{path}: missing; the checkpoint is incomplete, choose a new out=")
-    try:
-        shapes = npz_headers(path)
-    except ValueError as e:
-        raise UserError(f"{path}: not a readable replay buffer ({e}); choose a new out=") from None
+    shapes = checked_npz_headers(path, "replay buffer", "choose a new out=")
     n_max = buffer.buffer_size
     for name, (shape, dtype) in shapes.items():
-        if dtype.hasobject or (shape and shape[0] > n_max * max(1, buffer.n_envs)):
+        if shape and shape[0] > n_max * max(1, buffer.n_envs):
             raise UserError(f"{path}: array {name} {shape} {dtype} does not fit a replay buffer of {n_max}; choose a new out=")
     try:
         with np.load(path, allow_pickle=False) as z:

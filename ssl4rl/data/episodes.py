@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ssl4rl.errors import UserError
-from ssl4rl.utils import atomic_path, npz_headers, read_json
+from ssl4rl.utils import atomic_path, checked_npz_headers, read_json
 
 KEYS = ("frames", "actions", "rewards", "discounts", "states", "physics")
 
@@ -106,15 +106,8 @@ MAX_ARRAY_BYTES = 4 << 30
 
 def _check_sizes(path: Path) -> None:
     """Refuse, from the array headers alone, a file whose arrays are not plain numbers or are implausibly large."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        headers = npz_headers(path)
-    except ValueError as e:
-        raise UserError(f"{path}: truncated or corrupt episode file ({e}); delete it or re-collect") from None
+    headers = checked_npz_headers(path, "episode file", "delete it or re-collect")
     for name, (shape, dtype) in headers.items():
-        if dtype.hasobject:
-            raise UserError(f"{path}: array {name} holds Python objects, not numbers; not an ssl4rl episode file")
         size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
         if (shape and shape[0] > MAX_STEPS + 1) or size > MAX_ARRAY_BYTES:
             raise UserError(f"{path}: array {name} of shape {shape} is larger than any episode ssl4rl writes "
