@@ -65,8 +65,9 @@ class CollectConfig:
 
 @dataclass
 class AgentConfig:
-    """Stable-Baselines3 SAC hyper-parameters (DrQ/CURL-like defaults)."""
+    """Stable-Baselines3 SAC hyper-parameters (DrQ/CURL-like defaults): ``agent=sac``."""
 
+    name: str = "sac"
     learning_rate: float = 3e-4
     buffer_size: int = 100_000
     learning_starts: int = 1000  # agent steps of random actions before updates
@@ -84,10 +85,13 @@ class AgentConfig:
 class TrainConfig:
     """Settings of ``agents/train.py``."""
 
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    agent: Any = field(default_factory=AgentConfig)  # agent=sac | planet | worldmodels (each its own typed config)
     out: str = "runs/train/${env}/${now:%Y%m%d-%H%M%S}"
     env: str = "dmc_cartpole"
-    encoder: str = "mvp"  # mvp | state | random | cnn | a saved encoder folder
+    # None: the agent's default (sac: mvp, planet: scratch, worldmodels: vae). sac: mvp | state | random | cnn | a
+    # saved encoder folder; planet: scratch | mvp | a folder; worldmodels: vae | mvp | a folder
+    encoder: Optional[str] = None
+    objective: Optional[str] = None  # world-model agents: recon | contrastive | barlow (None: the agent's default)
     runs_root: str = "runs"
     steps: int = 100_000  # ENVIRONMENT steps (agent steps x action repeat)
     frame_stack: int = 3
@@ -204,6 +208,20 @@ def check_choices(cfg: Any) -> None:
             raise UserError(f"unknown {key} '{value}'; valid: {', '.join(valid)}")
 
 
+def agent_configs() -> dict[str, type]:
+    """``agent=<name>`` -> its typed config (SAC here; the world-model agents in their own modules)."""
+    import importlib
+
+    out: dict[str, type] = {"sac": AgentConfig}
+    for name, (module, cls) in {"planet": ("ssl4rl.agents.planet", "PlanetConfig"),
+                                "worldmodels": ("ssl4rl.agents.worldmodels", "WorldModelsConfig")}.items():
+        try:  # TEMPORARY while the modules are being written (lead removes this guard)
+            out[name] = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError):
+            pass
+    return out
+
+
 def register_configs() -> None:
     """Register every entry point's schema and every method's config with Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
@@ -214,5 +232,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="random_init_schema", node=RandomInitConfig)
+    for name, node in agent_configs().items():
+        cs.store(group="agent", name=name, node=node)
     for name, cls in METHODS.items():
         cs.store(group="method", name=name, node=cls.Config)

@@ -13,6 +13,8 @@ NAMED = {
     "state": "the true physical state (oracle)",
     "random": "a randomly initialised tiny ViT (baseline)",
     "cnn": "SB3 CnnPolicy trained end to end on pixels (baseline)",
+    "scratch": "a small conv encoder trained end to end inside the world model (agent=planet)",
+    "vae": "the VAE the V-M-C pipeline trains itself (agent=worldmodels)",
 }
 
 

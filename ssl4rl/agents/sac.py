@@ -26,13 +26,15 @@ from ssl4rl.config import check_ranges
 from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
 from ssl4rl.envs import check_env_name, make_env
 from ssl4rl.errors import UserError
-from ssl4rl.resolve import NAMED, resolve_encoder_path
+from ssl4rl.resolve import resolve_encoder_path
 from ssl4rl.runs import log
 from ssl4rl.utils import atomic_path, progress_bar, resolve_device, seed_everything, write_json
 from ssl4rl.viz import save_gif, save_learning_curve
 
 VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 
+
+SAC_ENCODERS = ("mvp", "state", "random", "cnn")  # besides a saved encoder folder
 
 class Pipeline:
     """How observations reach the policy for one ``encoder=`` choice."""
@@ -51,7 +53,7 @@ class Pipeline:
                 torch.manual_seed(seed)
                 self.encoder = build_encoder("vit")
             else:
-                path = resolve_encoder_path(encoder, runs_root, allowed=tuple(NAMED))
+                path = resolve_encoder_path(encoder, runs_root, allowed=SAC_ENCODERS)
                 meta = encoder_meta(path)
                 self.encoder = load_encoder(path)
                 self.encoder_path = str(path)
