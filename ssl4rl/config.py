@@ -53,8 +53,9 @@ class CollectConfig:
 
     env: str = "dmc_cartpole"
     episodes: int = 20
-    steps: Optional[int] = None  # environment steps to collect; overrides episodes (1000 per episode)
-    image_size: int = 84
+    steps: Optional[int] = None  # environment steps to collect; overrides episodes (episode_steps x action repeat each)
+    episode_steps: Optional[int] = None  # agent steps per episode; None: the env's (dm_control 1000 env steps, blocks 100)
+    image_size: Optional[int] = None  # None: the env's default (84 for dm_control, 50 for shapes2d/cubes3d)
     camera: int = 0
     fast_render: bool = True  # false: shadows, reflections, multisampling (dm_control's look)
     out: str = "data/${env}"
@@ -152,9 +153,33 @@ class RandomInitConfig:
     progress: bool = True
 
 
+@dataclass
+class GoalConfig:
+    """Settings of ``agents/plan_goal.py`` (goal-image planning in a world model's latent space)."""
+
+    env: str = "shapes2d"  # shapes2d | cubes3d | dmc_reacher
+    worldmodel: str = "???"  # a world-model folder (model.json), or a run folder holding worldmodel/
+    out: str = "runs/goal/${env}/${now:%Y%m%d-%H%M%S}"
+    goals: int = 50
+    goal_image: Optional[str] = None  # plan from goal 0's start towards this image (.png or .npy) instead
+    goal_steps_min: int = 5  # block envs: the goal is where this many to goal_steps_max random moves lead
+    goal_steps_max: int = 10
+    planner: str = "auto"  # auto (exhaustive for discrete actions at horizon <= 2, else CEM) | exhaustive | cem
+    horizon: Optional[int] = None  # None: 2 for discrete actions, 10 for continuous
+    candidates: int = 300
+    iterations: int = 5
+    top_k: int = 30
+    random_control: bool = True  # also run a uniformly random policy on the same goals
+    videos: int = 3  # goals recorded as videos
+    steps: Optional[int] = None  # unused (a uniform CLI)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
 # smallest allowed value of each numeric setting, per entry point (None values are skipped)
 MINIMUMS: dict[str, dict[str, float]] = {
-    "collect": {"episodes": 1, "steps": 1, "image_size": 16, "camera": 0, "seed": 0},
+    "collect": {"episodes": 1, "steps": 1, "episode_steps": 1, "image_size": 16, "camera": 0, "seed": 0},
     "train": {"steps": 1, "frame_stack": 1, "image_size": 16, "n_envs": 1, "eval_every": 0, "ckpt_every": 1,
               "eval_episodes": 1, "seed": 0, "agent.learning_rate": 1e-12, "agent.buffer_size": 1,
               "agent.learning_starts": 0, "agent.batch_size": 1, "agent.tau": 0, "agent.gamma": 0,
@@ -164,6 +189,8 @@ MINIMUMS: dict[str, dict[str, float]] = {
     "pretrain": {"steps": 1, "ckpt_every": 1, "log_every": 1, "seed": 0, "method.batch_size": 1, "method.lr": 0,
                  "method.weight_decay": 0, "method.warmup": 0, "data.holdout": 0, "data.k": 1, "data.workers": 0},
     "random_init": {"seed": 0},
+    "plan_goal": {"goals": 1, "goal_steps_min": 1, "goal_steps_max": 1, "horizon": 1, "candidates": 1,
+                  "iterations": 1, "top_k": 1, "videos": 0, "seed": 0},
 }
 MAXIMUMS: dict[str, dict[str, float]] = {
     "train": {"agent.tau": 1, "agent.gamma": 1},
@@ -232,6 +259,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="random_init_schema", node=RandomInitConfig)
+    cs.store(name="plan_goal_schema", node=GoalConfig)
     for name, node in agent_configs().items():
         cs.store(group="agent", name=name, node=node)
     for name, cls in METHODS.items():

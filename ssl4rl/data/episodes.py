@@ -1,21 +1,26 @@
 """Episode files: one ``.npz`` per episode, written atomically, read without pickle.
 
-Format (T = agent steps in the episode; frames and states have T+1 rows, the
-first row being the observation after reset):
+Format (T = agent steps in the episode; frames, states and physics have T+1 rows,
+the first row being the observation after reset):
 
-==========  ===================  =========  ====================================
+==========  ===================  =========  ===============================================
 key         shape                dtype      meaning
-==========  ===================  =========  ====================================
+==========  ===================  =========  ===============================================
 frames      (T+1, 3, H, W)       uint8      rendered RGB frames, channels first
-actions     (T, A)               float32    action taken after frame t
-rewards     (T,)                 float32    reward summed over the action repeat
-discounts   (T,)                 float32    dm_control discount after step t
-states      (T+1, S)             float32    flattened dm_control observation
-physics     (T+1, P)             float64    MuJoCo state (qpos, qvel, act)
-==========  ===================  =========  ====================================
+actions     (T, A)               float32    action taken after frame t; a discrete action
+                                            (block envs: A = 20) is stored one-hot
+rewards     (T,)                 float32    reward summed over the action repeat (block
+                                            envs: always 0)
+discounts   (T,)                 float32    dm_control discount after step t (block envs: 1)
+states      (T+1, S)             float32    flattened dm_control observation; block envs:
+                                            (row, col) of each object (S = 10)
+physics     (T+1, P)             float64    MuJoCo state (qpos, qvel, act); optional: absent
+                                            from the file for envs without one (block envs),
+                                            then loaded as shape (T+1, 0)
+==========  ===================  =========  ===============================================
 
 A dataset folder holds ``episode_000000.npz``, ... and ``meta.json`` (env name,
-image size, camera, action repeat, counts).
+image size, camera, action repeat, action space, whether there are rewards, counts).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ssl4rl.errors import UserError
 from ssl4rl.utils import atomic_path, checked_npz_headers, read_json
 
 KEYS = ("frames", "actions", "rewards", "discounts", "states", "physics")
+OPTIONAL_KEYS = ("physics",)  # may be absent from a file (an env without a MuJoCo state)
 
 
 @dataclass
@@ -41,8 +47,12 @@ class Episode:
     rewards: np.ndarray
     discounts: np.ndarray
     states: np.ndarray
-    physics: np.ndarray
+    physics: np.ndarray | None = None  # None: no MuJoCo state, stored as shape (T+1, 0)
     source: str = ""  # the file it was read from (for error messages)
+
+    def __post_init__(self) -> None:
+        if self.physics is None:
+            self.physics = np.zeros((len(self.actions) + 1, 0), np.float64)
 
     def __len__(self) -> int:
         """Number of agent steps (transitions)."""
@@ -74,7 +84,7 @@ def save_episode(path: str | Path, episode: Episode) -> None:
     episode.validate(str(path))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **{k: getattr(episode, k) for k in KEYS})
+            np.savez(f, **{k: getattr(episode, k) for k in KEYS if k not in OPTIONAL_KEYS or getattr(episode, k).size})
 
 
 def load_episode(path: str | Path) -> Episode:
@@ -83,10 +93,10 @@ def load_episode(path: str | Path) -> Episode:
     _check_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in KEYS if k not in z.files]
+            missing = [k for k in KEYS if k not in z.files and k not in OPTIONAL_KEYS]
             if missing:
                 raise UserError(f"{path}: not an ssl4rl episode file (missing {', '.join(missing)})")
-            arrays = {k: z[k] for k in KEYS}
+            arrays = {k: z[k] for k in KEYS if k in z.files}
     except UserError:
         raise
     except FileNotFoundError:
