@@ -24,7 +24,7 @@ from ssl4rl.agents import checkpoint
 from ssl4rl.agents.features import FrozenFeatures, StackedProjection
 from ssl4rl.config import check_ranges
 from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
-from ssl4rl.envs import check_env_name, make_env
+from ssl4rl.envs import check_dmc_task, make_env
 from ssl4rl.errors import UserError
 from ssl4rl.resolve import resolve_encoder_path
 from ssl4rl.runs import log
@@ -183,7 +183,7 @@ def train_agent(
     """
 
     out = Path(out)
-    repeat = check_env_name(env)[2]
+    repeat = check_dmc_task(env, "SAC")[2]
     agent = {**_SAC_DEFAULTS, **(agent or {})}
     check_ranges({"steps": steps, "frame_stack": frame_stack, "image_size": image_size, "n_envs": n_envs,
                   "eval_every": eval_every, "ckpt_every": ckpt_every, "eval_episodes": eval_episodes, "seed": seed,

@@ -53,7 +53,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ssl4rl.data.datasets import resize_frames
-from ssl4rl.envs import DMCEnv, check_env_name, make_env
+from ssl4rl.envs import DMCEnv, check_dmc_task, make_env
 from ssl4rl.errors import UserError
 from ssl4rl.runs import log
 from ssl4rl.utils import atomic_path, progress_bar, write_json
@@ -306,7 +306,7 @@ def make_dmc_imagefolder(
     if not envs or len(set(envs)) != len(envs):
         raise UserError(f"envs={envs}: name one or more different envs, e.g. envs=[dmc_cartpole,dmc_walker]")
     for name in envs:
-        check_env_name(name)
+        check_dmc_task(name, "a labelled image set of dm_control domains")
     if labels == "state_bin" and len(envs) != 1:
         raise UserError(f"labels=state_bin bins one env's state; name exactly one env, e.g. envs=[{envs[0]}]")
     if per_class < 1:

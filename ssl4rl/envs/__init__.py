@@ -43,6 +43,15 @@ def has_rewards(name: str) -> bool:
     return name not in BLOCK_ENVS
 
 
+def check_dmc_task(name: str, what: str) -> tuple[str, str, int]:
+    """``check_env_name`` for stages that need a dm_control task (rewards, continuous actions, physics): a block env
+    is refused in one line naming ``what`` needs and the valid names."""
+    spec = check_env_name(name)
+    if spec[0] == "blocks":
+        raise UserError(f"env={name}: {what} needs a dm_control task (rewards, continuous actions); valid: {', '.join(TASKS)}")
+    return spec
+
+
 def episode_steps(name: str) -> int:
     """Agent steps in one episode at the env's default length (dm_control: 1000 env steps; block envs: 100)."""
     domain, _, action_repeat = check_env_name(name)
@@ -72,5 +81,6 @@ def make_env(name: str, **overrides: Any) -> gym.Env:
         raise UserError(f"bad option for make_env('{name}'): {e}") from None
 
 
-__all__ = ["BLOCK_ENVS", "TASKS", "BlockPushingEnv", "Cubes3D", "DMCEnv", "FastRenderer", "Shapes2D", "check_env_name",
+__all__ = ["BLOCK_ENVS", "TASKS", "BlockPushingEnv", "Cubes3D", "DMCEnv", "FastRenderer", "Shapes2D", "check_dmc_task",
+           "check_env_name",
            "episode_steps", "flatten_observation", "has_rewards", "make_env"]

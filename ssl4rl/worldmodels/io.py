@@ -115,5 +115,6 @@ def load_world_model(folder: str | Path, device: str | torch.device = "cpu", kin
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise UserError(f"{folder / WEIGHTS}: weights do not fit the '{meta['kind']}' model ({str(e).splitlines()[0][:200]})") from None
+        first = str(e).splitlines()[0][:200]
+        raise UserError(f"{folder / WEIGHTS}: weights do not fit the '{meta['kind']}' model ({first})") from None
     return model.to(device).eval()
