@@ -4,7 +4,10 @@
     python pretrain/eval.py encoders=runs/a/encoder,runs/b/encoder data.kind=cifar10 data.path=data/cifar10
 
 Writes eval.json, eval.md, eval_bars.png, eval_projection.png (and probe.json / probe.md
-for one frame dataset) into ``out=``; see ``ssl4rl.eval.harness``.
+for one frame dataset) into ``out=``; see ``ssl4rl.eval.harness``. An encoder from a C-SWM run
+(``method=cswm``) is also ranked with its world model (Hits@1 / MRR at 1, 5, 10 steps):
+
+    python pretrain/eval.py encoder=runs/cswm/encoder data.path=data/shapes2d_eval
 """
 
 import sys
@@ -14,6 +17,7 @@ from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.data import episode_paths
 from ssl4rl.encoders import encoder_meta
 from ssl4rl.eval.harness import evaluate
+from ssl4rl.eval.ranking import ranking_markdown
 from ssl4rl.eval.report import report_text
 from ssl4rl.resolve import resolve_encoder_path
 from ssl4rl.runs import prepare_run_dir
@@ -62,7 +66,7 @@ def main(cfg) -> None:
         image_size=cfg.data.image_size, pixels_size=cfg.pixels_size, batch_size=cfg.batch_size,
         device=cfg.device, progress=cfg.progress,
     )
-    print(report_text(result))
+    print(report_text(result) + ranking_markdown(result))
 
 
 if __name__ == "__main__":

@@ -26,11 +26,12 @@ from ssl4rl.data import dataset_meta, load_split
 from ssl4rl.data.sources import MemorySource, StreamSource
 from ssl4rl.encoders import Encoder, build_encoder, save_encoder
 from ssl4rl.errors import UserError
-from ssl4rl.methods import Batch, Method, MethodContext, build_method
+from ssl4rl.methods import Batch, Method, MethodContext, build_method, method_class
 from ssl4rl.optim import build_optimizer, build_scheduler
 from ssl4rl.parts import dist
 from ssl4rl.runs import log
 from ssl4rl.utils import atomic_path, progress_bar, resolve_device, seed_everything, write_json
+from ssl4rl.worldmodels import save_world_model
 
 CHECKPOINT = "checkpoint.pt"
 DATA_KINDS = ("frames", "imagefolder", "cifar10", "stl10")
@@ -105,10 +106,17 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
             f"method.batch_size={m.batch_size} is not divisible by the {world} processes; choose a multiple of {world}"
         )
     local_bs = m.batch_size // world
+    cls = method_class(m.name)
+    data = _transition_data(cfg.data, m.name) if cls.needs_transitions else cfg.data
     backbone = dict(cfg.backbone)
-    arch = backbone.pop("arch")
-    encoder = build_encoder(arch, **backbone)
-    train, val, env = open_sources(cfg.data, encoder.image_size, cfg.seed, local_bs)
+    own = cls.own_encoder(m)  # a method that builds its own encoder (C-SWM) ignores backbone=
+    encoder = own or build_encoder(backbone.pop("arch"), **backbone)
+    arch = encoder.arch
+    train, val, env = open_sources(data, encoder.image_size, cfg.seed, local_bs)
+    action_dim, discrete = train.action_space() if cls.needs_transitions else (0, False)  # type: ignore[union-attr]
+    if cls.needs_transitions and not action_dim:
+        raise UserError(f"method={m.name} needs the actions between frames, but the episodes in {cfg.data.path} record "
+                        "none (action dim 0); collect episodes with actions (envs/collect.py)")
     if len(train) < m.batch_size:
         raise UserError(
             f"{cfg.data.path}: {len(train)} training images, fewer than method.batch_size={m.batch_size}; "
@@ -119,7 +127,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own batches
     ctx = MethodContext(
         generator=gen, total_steps=cfg.steps, num_samples=len(train), batch_size=m.batch_size,
-        all_batches=lambda: (b.to(dev) for b in train.in_order(256)),
+        all_batches=lambda: (b.to(dev) for b in train.in_order(256)), action_dim=action_dim, discrete_actions=discrete,
     )
     model = build_method(m, encoder, ctx).to(dev)
     if world > 1 and dev.type == "cuda":  # batch statistics over the whole batch, as the papers' SyncBN
@@ -137,7 +145,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
     val_batch = held_out.sample(min(m.batch_size, len(held_out)), torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
     writer = _writer(out) if rank == 0 else None
     log.info(
-        f"pretrain {m.name} ({arch}, {sum(p.numel() for p in params) / 1e6:.2f}M trainable params) on "
+        f"pretrain {m.name} ({arch}{', its own encoder: backbone= unused' if own else ''}, "
+        f"{sum(p.numel() for p in params) / 1e6:.2f}M trainable params) on "
         f"{len(train)} images ({cfg.data.kind}), batch {m.batch_size} on {world} process(es), device {dev}"
     )
     model.on_train_start()
@@ -200,8 +209,20 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
             steps=cfg.steps, data=str(cfg.data.path), data_kind=cfg.data.kind, env=env, val_metrics=val_metrics,
         )
         results["encoder"] = str(enc_dir)
+        world_model = model.export_world_model()
+        if world_model is not None:
+            results["worldmodel"] = str(save_world_model(world_model, out / "worldmodel", method=m.name, steps=cfg.steps,
+                                                         data=str(cfg.data.path), env=env, val_metrics=val_metrics))
         write_json(out / "results.json", results)
     return results
+
+
+def _transition_data(data: DataConfig, method: str) -> DataConfig:
+    """The data settings of a method that learns from transitions: env episodes, next frame as the positive."""
+    if data.kind != "frames":
+        raise UserError(f"method={method} learns from transitions (frame, action, next frame): it needs env episodes "
+                        f"(data.kind=frames, from envs/collect.py), not data.kind={data.kind}")
+    return dataclasses.replace(data, positive="temporal", k=1)
 
 
 def _check_finite(loss: float, step: int, lr: float, dev: torch.device) -> None:

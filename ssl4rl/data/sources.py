@@ -2,7 +2,8 @@
 
 Every source yields ``ssl4rl.methods.base.Batch`` objects: uint8 images, their sample indices,
 optional labels and, for env frames with ``positive='temporal'``, the frame ``k`` steps later
-in the same episode (ATC / VINCE-style temporal positives).
+in the same episode (ATC / VINCE-style temporal positives); with ``k=1`` and episodes that record
+actions, also the action taken between the two frames (transitions, for C-SWM).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class MemorySource:
 
     ``episodes`` (per-episode frame counts) enables ``positive='temporal'``: each anchor frame
     t is drawn among frames with t + k in the same episode, and the batch carries frame t + k.
+    ``actions`` (float (N, A), row t = the action taken after frame t; k=1 only) are carried along.
     """
 
     def __init__(
@@ -35,10 +37,12 @@ class MemorySource:
         episode_lengths: Sequence[int] | None = None,
         positive: str = "augment",
         k: int = 3,
+        actions: torch.Tensor | None = None,
     ) -> None:
         if positive not in POSITIVES:
             raise UserError(f"unknown data.positive '{positive}'; valid: {', '.join(POSITIVES)}")
         self.images, self.labels, self.positive, self.k = images, labels, positive, k
+        self.actions = actions if positive == "temporal" and k == 1 else None
         self.anchors: torch.Tensor | None = None
         if positive == "temporal":
             if episode_lengths is None:
@@ -66,7 +70,15 @@ class MemorySource:
             idx = torch.randint(len(self.images), (batch_size,), generator=generator)
             positive = None
         labels = self.labels[idx] if self.labels is not None else None
-        return Batch(self.images[idx], idx, positive, labels)
+        actions = self.actions[idx] if self.actions is not None else None
+        return Batch(self.images[idx], idx, positive, labels, actions)
+
+    def action_space(self) -> tuple[int, bool]:
+        """(action size carried by batches, 0 when none; whether every action between two frames is one-hot)."""
+        if self.actions is None or self.anchors is None:
+            return 0, False
+        a = self.actions[self.anchors]
+        return a.shape[1], bool(((a == 0) | (a == 1)).all() and (a.sum(1) == 1).all())
 
     def in_order(self, batch_size: int) -> Iterator[Batch]:
         """Every sample once, in order, in batches (no positives)."""
@@ -82,7 +94,13 @@ class MemorySource:
         if not episodes:
             raise UserError("no episodes: a dataset needs at least one (collect some with envs/collect.py)")
         frames = torch.cat([resize_frames(torch.from_numpy(e.frames), image_size) for e in episodes])
-        return cls(frames, None, [len(e.frames) for e in episodes], positive, k)
+        actions = None
+        sizes = {e.actions.shape[1:] for e in episodes}
+        if positive == "temporal" and k == 1 and len(sizes) == 1 and sizes.pop() not in ((), (0,)):
+            # one row per frame: the action after it (the last frame of an episode has none: zeros)
+            actions = torch.from_numpy(np.concatenate(
+                [np.concatenate([e.actions, np.zeros((1, e.actions.shape[1]))]) for e in episodes]).astype(np.float32))
+        return cls(frames, None, [len(e.frames) for e in episodes], positive, k, actions)
 
 
 class StreamSource:

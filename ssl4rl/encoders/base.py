@@ -112,6 +112,8 @@ def register_arch(cls: type[Encoder]) -> type[Encoder]:
 def build_encoder(arch: str, **kwargs: Any) -> Encoder:
     """Instantiate a registered architecture, e.g. ``build_encoder('vit', image_size=64)``."""
     if arch not in ARCHS:
+        import ssl4rl.worldmodels  # noqa: F401  (world-model encoders such as C-SWM's 'cswm' register there)
+    if arch not in ARCHS:
         raise UserError(f"unknown encoder architecture '{arch}'; valid names: {', '.join(sorted(ARCHS))}")
     try:
         return ARCHS[arch](**kwargs)

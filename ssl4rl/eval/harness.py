@@ -16,6 +16,10 @@ task/domain a frame comes from); with one dataset the class is the quantile bin
 ``position[0]``, default the first pose dimension), with bin edges from the train frames.
 Fine-tuning on frames skips the horizontal flip (it would mirror positions).
 
+An encoder saved by a C-SWM run (a ``worldmodel/`` of kind ``cswm`` next to it) is also ranked
+(``ssl4rl.eval.ranking``): Hits@1 and MRR at 1, 5 and 10 predicted steps over every episode of the
+frame folders (a separate evaluation set, e.g. ``envs/collect.py ... episode_steps=10``).
+
 The encoder's own pretext score: ``val_metrics`` in its ``encoder.json`` (held-out metrics
 recorded by pretraining), reported as is.
 
@@ -50,6 +54,7 @@ from ssl4rl.eval.probe import (
     state_probe,
     velocity_dims,
 )
+from ssl4rl.eval.ranking import ranking_markdown, world_model_ranking
 from ssl4rl.eval.report import eval_markdown, main_metrics, markdown_table, probe_json
 from ssl4rl.runs import log
 from ssl4rl.utils import resolve_device, write_json, write_text
@@ -280,6 +285,8 @@ def evaluate(
         x_tr, x_te = torch.cat(x_tr), torch.cat(x_te)
         row.update(classification_metrics(x_tr, train.labels, x_te, test.labels, len(classes), subsets, knn_k,
                                           temperature, seed))
+        if kind == "frames" and rep.path is not None:  # a C-SWM run's world model: multi-step ranking
+            row.update(world_model_ranking(rep.path, paths, dev, None if out is None else Path(out)))
         if finetune and rep.encoder is not None:
             row["finetune"] = finetune_encoder(
                 rep.encoder, _one_block(train.images), train.labels, _one_block(test.images), test.labels,
@@ -319,7 +326,7 @@ def _one_block(blocks: list[torch.Tensor]) -> torch.Tensor:
 def write_outputs(result: dict[str, Any], panels: dict[str, tuple[torch.Tensor, torch.Tensor]], out: Path) -> None:
     """eval.json, eval.md, eval_bars.png, eval_projection.png (+ probe.json/md for one frame dataset)."""
     write_json(out / "eval.json", result)
-    write_text(out / "eval.md", eval_markdown(result))
+    write_text(out / "eval.md", eval_markdown(result) + ranking_markdown(result))
     bar_chart(out / "eval_bars.png", {r["name"]: main_metrics(r) for r in result["rows"]},
               title=f"{result['kind']}: {', '.join(Path(p).name for p in result['data'])}")
     projection_plot(out / "eval_projection.png", panels, result["classes"],

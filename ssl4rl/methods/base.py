@@ -20,13 +20,16 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
+
+if TYPE_CHECKING:
+    from ssl4rl.worldmodels import WorldModel
 
 
 @dataclass
@@ -48,30 +51,36 @@ class MethodConfig:
 class Batch:
     """A training batch on the device. ``images``: uint8 (B,3,H,W); ``index``: int64 (B,) sample
     ids in the source (NPID, DeepCluster); ``positive``: uint8 (B,3,H,W) frames k steps later in
-    the same episode when ``data.positive=temporal``; ``labels``: int64 (B,) when the source has them."""
+    the same episode when ``data.positive=temporal``; ``labels``: int64 (B,) when the source has them;
+    ``actions``: float32 (B, A), the action taken between ``images`` and ``positive`` (temporal
+    positives with k=1 from episodes that record actions)."""
 
     images: torch.Tensor
     index: torch.Tensor
     positive: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    actions: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         """The batch on ``device``."""
         move = lambda t: None if t is None else t.to(device, non_blocking=True)
-        return Batch(move(self.images), move(self.index), move(self.positive), move(self.labels))
+        return Batch(move(self.images), move(self.index), move(self.positive), move(self.labels), move(self.actions))
 
 
 @dataclass
 class MethodContext:
     """What a method may know about its run: the seeded generator for its randomness, the step
-    budget (schedules), the number of training samples (memory banks), the batch size, and
-    ``all_batches()``, which yields every training sample once, in order, unaugmented (DeepCluster)."""
+    budget (schedules), the number of training samples (memory banks), the batch size,
+    ``all_batches()``, which yields every training sample once, in order, unaugmented (DeepCluster),
+    and the actions batches carry (transition methods)."""
 
     generator: torch.Generator = field(default_factory=torch.Generator)
     total_steps: int = 1000
     num_samples: int = 0
     batch_size: int = 128
     all_batches: Callable[[], Iterator[Batch]] | None = None
+    action_dim: int = 0  # size of the actions batches carry (0: none)
+    discrete_actions: bool = False  # every action is one-hot (block pushing), not a continuous vector
 
 
 class Method(nn.Module, abc.ABC):
@@ -86,6 +95,9 @@ class Method(nn.Module, abc.ABC):
     # True when the method's state is indexed by training sample (memory bank, pseudo-labels): its
     # held-out metrics are then computed on a fixed training batch
     indexes_train_set: ClassVar[bool] = False
+    # True when the method learns from transitions (frame t, action t, frame t+1), e.g. C-SWM: the loop
+    # then draws temporal positives with k=1 whose batches carry the action, from env episodes only
+    needs_transitions: ClassVar[bool] = False
 
     def __init__(self, encoder: Encoder, cfg: MethodConfig, ctx: MethodContext) -> None:
         super().__init__()
@@ -110,6 +122,16 @@ class Method(nn.Module, abc.ABC):
     def export_encoder(self) -> Encoder:
         """The encoder saved at the end (the student by default; a method may export its teacher)."""
         return self.encoder
+
+    @classmethod
+    def own_encoder(cls, cfg: MethodConfig) -> Encoder | None:
+        """The encoder a method builds from its own config in place of ``backbone=`` (C-SWM's object
+        extractor), or None: the run's backbone (the default)."""
+        return None
+
+    def export_world_model(self) -> WorldModel | None:
+        """A world model the loop saves next to the encoder (``out/worldmodel``), or None (the default)."""
+        return None
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer groups: weight decay on weights, none on norms and biases (as MAE's code).
