@@ -25,27 +25,30 @@ from ssl4rl.runs import prepare_run_dir
 
 # display only: the result is bit-identical whatever their value
 SAFE_ON_RESUME = ("progress", "video")
-# agent -> (runner "module:function", its default encoder, the encoder names it takes besides a folder and mvp)
+# agent -> (its module, with check_config(cfg) and train_<agent>(cfg, out); its default encoder; the encoder names it
+# takes besides a folder and mvp)
 AGENTS = {
     "sac": ("", "mvp", ("state", "random", "cnn")),
-    "planet": ("ssl4rl.agents.planet:train_planet", "scratch", ("scratch",)),
-    "worldmodels": ("ssl4rl.agents.worldmodels:train_worldmodels", "vae", ("vae",)),
+    "planet": ("ssl4rl.agents.planet", "scratch", ("scratch",)),
+    "worldmodels": ("ssl4rl.agents.worldmodels", "vae", ("vae",)),
 }
 
 
 def main(cfg) -> None:
     check_env_name(cfg.env)
-    runner, default_encoder, names = AGENTS[cfg.agent.name]
+    module, default_encoder, names = AGENTS[cfg.agent.name]
     if cfg.objective is not None and cfg.agent.name == "sac":
         raise UserError(f"objective={cfg.objective}: only world-model agents have one; add agent=planet")
     if cfg.encoder is None:
         cfg.encoder = default_encoder
     if cfg.encoder not in names:  # fail before making out=; record which encoder (mvp moves)
         cfg.encoder = str(resolve_encoder_path(cfg.encoder, cfg.runs_root, allowed=("mvp", *names)))
+    runner = importlib.import_module(module) if module else None
+    if runner is not None:
+        runner.check_config(cfg)  # every refusal before out= is made
     out, _ = prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT, safe_keys=SAFE_ON_RESUME)
-    if runner:
-        module, function = runner.split(":")
-        getattr(importlib.import_module(module), function)(cfg, out)
+    if runner is not None:
+        getattr(runner, f"train_{cfg.agent.name}")(cfg, out)
         return
     agent = {k: v for k, v in to_dict(cfg.agent).items() if k != "name"}
     train_agent(

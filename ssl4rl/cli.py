@@ -77,7 +77,7 @@ def _prevalidate(config_dir: Path, config_name: str, argv: list[str]) -> None:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             cfg = compose(config_name, overrides=argv)
     except (HydraException, OmegaConfBaseException) as e:
-        raise UserError(_override_message(e, config_dir, config_name)) from None
+        raise UserError(_override_message(e, config_dir, config_name, argv)) from None
     missing = _missing_keys(cfg)
     if missing:
         raise UserError(f"missing required setting {', '.join(missing)}; add e.g. {missing[0]}=<value>")
@@ -85,7 +85,7 @@ def _prevalidate(config_dir: Path, config_name: str, argv: list[str]) -> None:
     check_choices(cfg)
 
 
-def _override_message(e: Exception, config_dir: Path, config_name: str) -> str:
+def _override_message(e: Exception, config_dir: Path, config_name: str, argv: list[str]) -> str:
     """One line for a rejected override: the cause (bad type or unknown key) and the valid settings."""
     cause = e.__cause__ if e.__cause__ is not None and str(e.__cause__).strip() else e
     lines = str(cause).strip().splitlines() or [type(e).__name__]
@@ -97,7 +97,8 @@ def _override_message(e: Exception, config_dir: Path, config_name: str) -> str:
         return f"{full_key}={getattr(cause, 'value', '?')}: {first[0].lower() + first[1:]} Give e.g. {full_key}=[1,2]"
     if first.startswith("Key ") and full_key:  # an unknown key inside a typed group
         parent = full_key.rpartition(".")[0]
-        valid = _valid_keys(config_dir, config_name, parent)
+        groups = [a for a in argv if "." not in a.partition("=")[0]]  # e.g. agent=planet: list that group's settings
+        valid = _valid_keys(config_dir, config_name, parent, groups)
         return f"unknown setting '{full_key}'; valid settings{' in ' + parent if parent else ''}: {', '.join(valid)}"
     return f"{first} (settings: {', '.join(_valid_keys(config_dir, config_name))})"
 
@@ -132,12 +133,17 @@ def _missing_keys(cfg: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def _valid_keys(config_dir: Path, config_name: str, under: str = "") -> list[str]:
+def _valid_keys(config_dir: Path, config_name: str, under: str = "", overrides: list[str] | None = None) -> list[str]:
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        cfg = compose(config_name)
+        try:
+            cfg = compose(config_name, overrides=overrides or [])
+        except (HydraException, OmegaConfBaseException):
+            cfg = compose(config_name)
     node = OmegaConf.select(cfg, under) if under else cfg
     return [k for k in node.keys() if k != "hydra"]
 

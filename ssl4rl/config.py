@@ -83,10 +83,76 @@ class AgentConfig:
 
 
 @dataclass
+class PlanetConfig:
+    """PlaNet's settings (``agent=planet``); defaults sized for a laptop CPU, PlaNet's values in comments."""
+
+    name: str = "planet"
+    seed_episodes: int = 5  # S: episodes of uniformly random actions before the first update (PlaNet 5)
+    updates_per_episode: int = 100  # C: model updates before each planned episode (PlaNet 100)
+    batch_size: int = 32  # sequences per update (PlaNet 50)
+    seq_len: int = 32  # frames per sequence (PlaNet 50)
+    lr: float = 1e-3  # Adam learning rate (eps 1e-4), PlaNet's
+    grad_clip: float = 1000.0  # global gradient-norm clip (PlaNet 1000)
+    deter: int = 200  # deterministic GRU state (PlaNet 200)
+    stoch: int = 30  # stochastic Gaussian state (PlaNet 30)
+    hidden: int = 200  # MLP width (PlaNet 200)
+    depth: int = 16  # channels of the first conv layer of the scratch encoder and the decoder's last
+    free_nats: float = 3.0  # KL below this many nats is not penalised (PlaNet 3)
+    decoder_size: int = 32  # px of the recon decoder (16-128), and of scratch frames when image_size is unset
+    planner: str = "cem"  # cem | mppi
+    horizon: int = 12  # planning horizon in agent steps (PlaNet 12)
+    candidates: int = 300  # action sequences per iteration (PlaNet 1000, a GPU setting)
+    iterations: int = 5  # refits per decision (PlaNet 10)
+    top_k: int = 30  # elite sequences (PlaNet 100); mppi: 0 weighs all candidates
+    temperature: float = 1.0  # mppi only: softmax temperature over the predicted returns
+    exploration_noise: float = 0.3  # std of the Gaussian noise added to planned actions while collecting (PlaNet 0.3)
+    video_context: int = 5  # frames filtered before the open-loop part of prediction.gif
+
+
+TRAIN_IN = ("dream", "real")  # agent=worldmodels: where CMA-ES scores controllers
+PROJECT = ("pca", "none")  # agent=worldmodels, frozen encoder: how features become z
+
+
+@dataclass
+class WorldModelsConfig:
+    """Sizes of the V-M-C pipeline (defaults: the paper's V and M, a CMA-ES budget for ~15 minutes on 2 CPU cores)."""
+
+    name: str = "worldmodels"
+    z_dim: int = 32  # V: latent size (the VAE's z; PCA components of a frozen encoder's features)
+    project: str = "pca"  # frozen encoder only: pca (z_dim components, unit variance) | none (every feature, standardised)
+    holdout: float = 0.1  # fraction of the random episodes held out (validation losses, reconstruction figure)
+    vae_steps: int = 1500  # VAE optimizer steps (the paper: 10 epochs of its data)
+    vae_batch: int = 64  # frames per VAE batch
+    vae_lr: float = 1e-3  # Adam
+    kl_tolerance: float = 0.5  # free bits: the KL is not pushed below kl_tolerance * z_dim nats (paper)
+    hidden: int = 256  # M: LSTM units (paper)
+    mixtures: int = 5  # M: Gaussians per latent dimension (paper)
+    m_steps: int = 1500  # M optimizer steps
+    m_batch: int = 32  # M: sequences per batch
+    seq_len: Optional[int] = None  #  M: training sequence length (None: whole episodes, as dreams run)
+    m_lr: float = 1e-3  # Adam, gradients clipped at norm 1 (paper)
+    reward_weight: float = 1.0  # M: weight of the reward MSE beside the mixture NLL (nats per dimension)
+    train_in: str = "dream"  # where CMA-ES scores controllers: dream (inside M) | real (the env)
+    temperature: float = 1.15  # tau of dream rollouts (training and the dream evaluation; 0: the mixture mode)
+    dream_horizon: Optional[int] = None  #  dream length in agent steps (None: the env's episode length)
+    sigma0: float = 0.1  # CMA-ES initial step size; the controller starts at zero
+    popsize: int = 64  # dream: CMA-ES population (paper)
+    rollouts: int = 16  # dream: rollouts per candidate, the same starts and noise for every candidate (paper: 16)
+    generations: int = 200  # dream: CMA-ES generations
+    real_popsize: int = 16  # real: CMA-ES population
+    real_rollouts: int = 1  # real: episodes per candidate, the same env seeds for every candidate
+    real_generations: int = 40  # real: CMA-ES generations
+    real_check_every: int = 20  # generations between real-env episodes of the ES mean (curve points; 0: none)
+    dream_eval: int = 64  # dream rollouts that evaluate the final controller
+    random_m: bool = False  # also train and evaluate a C on an untrained M (the control), reported beside
+    ckpt_updates: int = 250  # V and M optimizer steps between checkpoints (CMA-ES checkpoints every generation)
+
+
+@dataclass
 class TrainConfig:
     """Settings of ``agents/train.py``."""
 
-    agent: Any = field(default_factory=AgentConfig)  # agent=sac | planet | worldmodels (each its own typed config)
+    agent: Any = None  # agent=sac | planet | worldmodels (each its own typed config; the defaults list picks sac)
     out: str = "runs/train/${env}/${now:%Y%m%d-%H%M%S}"
     env: str = "dmc_cartpole"
     # None: the agent's default (sac: mvp, planet: scratch, worldmodels: vae). sac: mvp | state | random | cnn | a
@@ -151,6 +217,9 @@ class RandomInitConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+
+
+GOAL_PLANNERS = ("auto", "exhaustive", "cem")  # auto: exhaustive for discrete actions at horizon <= 2, else CEM
 
 
 @dataclass
@@ -223,8 +292,14 @@ def check_choices(cfg: Any) -> None:
     from ssl4rl.envs import check_env_name
     from ssl4rl.utils import check_device
 
+    from ssl4rl.methods import cswm
+    from ssl4rl.planning import PLANNERS
+    from ssl4rl.worldmodels import rssm
+
     choices = {"vec_env": ("dummy", "subproc"), "data.kind": ("frames", "imagefolder", "cifar10", "stl10"),
-               "data.positive": ("augment", "temporal")}
+               "data.positive": ("augment", "temporal"), "objective": tuple(rssm.OBJECTIVES), "agent.planner": tuple(PLANNERS),
+               "agent.train_in": TRAIN_IN, "agent.project": PROJECT, "planner": GOAL_PLANNERS,
+               "method.objective": cswm.OBJECTIVES}
     if OmegaConf.select(cfg, "env") is not None:
         check_env_name(cfg.env)
     if OmegaConf.select(cfg, "device") is not None:
@@ -236,17 +311,8 @@ def check_choices(cfg: Any) -> None:
 
 
 def agent_configs() -> dict[str, type]:
-    """``agent=<name>`` -> its typed config (SAC here; the world-model agents in their own modules)."""
-    import importlib
-
-    out: dict[str, type] = {"sac": AgentConfig}
-    for name, (module, cls) in {"planet": ("ssl4rl.agents.planet", "PlanetConfig"),
-                                "worldmodels": ("ssl4rl.agents.worldmodels", "WorldModelsConfig")}.items():
-        try:  # TEMPORARY while the modules are being written (lead removes this guard)
-            out[name] = getattr(importlib.import_module(module), cls)
-        except (ImportError, AttributeError):
-            pass
-    return out
+    """``agent=<name>`` -> its typed config."""
+    return {"sac": AgentConfig, "planet": PlanetConfig, "worldmodels": WorldModelsConfig}
 
 
 def register_configs() -> None:

@@ -131,6 +131,16 @@ CONFIG_CASES = [
     ("eval", [], "data.path"),
     ("random_init", [], "like"),
     ("random_init", ["like=x", "seed=-1"], "seed=-1"),
+    ("train", ["agent=planet", "objective=pixels"], "pixels"),
+    ("train", ["agent=planet", "agent.planner=random"], "random"),
+    ("train", ["agent=worldmodels", "agent.train_in=gym"], "gym"),
+    ("train", ["agent=dreamer"], "dreamer"),
+    ("pretrain", ["data.path=x", "method=cswm", "method.objective=pixels"], "pixels"),
+    ("plan_goal", [], "worldmodel"),
+    ("plan_goal", ["worldmodel=x", "goals=0"], "goals=0"),
+    ("plan_goal", ["worldmodel=x", "planner=greedy"], "greedy"),
+    ("plan_goal", ["worldmodel=x", "env=dmc_nope"], "dmc_nope"),
+    ("plan_goal", ["worldmodel=x", "horizon=0"], "horizon=0"),
 ]
 
 
@@ -280,6 +290,13 @@ def _case(name: str, tmp: Path, saved: Path, killed, killed_pretrain, marker: Pa
         "collect: image larger than the renderer": lambda: (["envs/collect.py", "image_size=5000", "episodes=1",
                                                       f"out={tmp / 'c'}"], "image_size=5000"),
         "collect: out= holds results": lambda: (["envs/collect.py", "episodes=1", f"out={saved / 'run'}"], "already holds"),
+        "train: planet on an env without rewards": lambda: (["agents/train.py", "agent=planet", "env=shapes2d",
+                                                      f"out={tmp / 't'}"], "rewards"),
+        "plan_goal: goal image of the wrong size": lambda: (["agents/plan_goal.py", f"worldmodel={_tiny_cswm(tmp / 'wm')}",
+                                                      f"goal_image={_png(tmp / 'goal.png', 64)}", f"out={tmp / 'g'}"],
+                                                     "50x50"),
+        "plan_goal: an encoder folder as the world model": lambda: (["agents/plan_goal.py", f"worldmodel={enc}",
+                                                             f"out={tmp / 'g'}"], "world model"),
         "pretrain: missing data folder": lambda: (["pretrain/run.py", "data.path=/nonexistent/frames", f"out={tmp / 'p'}"],
                                           "/nonexistent/frames"),
         "pretrain: unknown data.kind": lambda: (
@@ -348,6 +365,22 @@ def _case(name: str, tmp: Path, saved: Path, killed, killed_pretrain, marker: Pa
     return cases[name]()
 
 
+def _tiny_cswm(folder: Path) -> Path:
+    """An untrained C-SWM world model for 50 px block frames (20 one-hot actions)."""
+    from ssl4rl.worldmodels import encoder_spec, save_world_model
+    from ssl4rl.worldmodels.cswm import CSWM, CSWMEncoder
+
+    enc = CSWMEncoder(image_size=50, num_slots=5, embedding_dim=2, hidden_dim=16)
+    return save_world_model(CSWM(encoder_spec(enc), {"num_slots": 5, "embedding_dim": 2, "hidden_dim": 16}), folder)
+
+
+def _png(path: Path, size: int) -> Path:
+    import imageio.v3 as iio
+
+    iio.imwrite(path, np.zeros((size, size, 3), np.uint8))
+    return path
+
+
 def _copy_with(src: Path, dst: Path, name: str, content: bytes) -> Path:
     dst.mkdir(parents=True)
     for p in src.iterdir():
@@ -393,6 +426,8 @@ CASE_NAMES = [
     "train: unknown vec_env", "train: pickle payload in the agent checkpoint", "train: pickle payload in the replay buffer",
     "random_init: like= a dataset folder", "demo: unknown method", "demo: zero seeds", "demo: non-numeric env steps",
     "demo: out= holds results", "report: missing folder", "report: malformed results.json",
+    "train: planet on an env without rewards", "plan_goal: goal image of the wrong size",
+    "plan_goal: an encoder folder as the world model",
 ]
 
 

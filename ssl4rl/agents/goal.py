@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from ssl4rl.config import GOAL_PLANNERS
 from ssl4rl.envs import make_env
 from ssl4rl.envs.blocks import BlockPushingEnv, N_ACTIONS
 from ssl4rl.errors import UserError
@@ -184,9 +185,8 @@ class GoalPlanner:
     def __init__(self, model: LatentModel, task: GoalTask, horizon: int, candidates: int, iterations: int,
                  top_k: int, planner: str = "auto") -> None:
         self.model, self.task, self.horizon = model, task, horizon
-        valid = ("auto", "exhaustive", "cem")
-        if planner not in valid:
-            raise UserError(f"unknown planner '{planner}'; valid: {', '.join(valid)}")
+        if planner not in GOAL_PLANNERS:
+            raise UserError(f"unknown planner '{planner}'; valid: {', '.join(GOAL_PLANNERS)}")
         if planner == "exhaustive" and not task.discrete:
             raise UserError("planner=exhaustive needs discrete actions; use planner=cem on this env")
         self.exhaustive = task.discrete and (planner == "exhaustive" or (planner == "auto" and horizon <= 2))

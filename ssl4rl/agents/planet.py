@@ -34,7 +34,6 @@ import itertools
 import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,34 +57,7 @@ ENCODER_NAMES = ("scratch",)  # besides a saved encoder folder (and mvp, resolve
 PERIODIC_EVAL_EPISODES = 5  # at most this many episodes per periodic evaluation (the final one uses eval_episodes)
 
 
-@dataclass
-class PlanetConfig:
-    """PlaNet's settings (``agent=planet``); defaults sized for a laptop CPU, PlaNet's values in comments."""
-
-    name: str = "planet"
-    seed_episodes: int = 5  # S: episodes of uniformly random actions before the first update (PlaNet 5)
-    updates_per_episode: int = 100  # C: model updates before each planned episode (PlaNet 100)
-    batch_size: int = 32  # sequences per update (PlaNet 50)
-    seq_len: int = 32  # frames per sequence (PlaNet 50)
-    lr: float = 1e-3  # Adam learning rate (eps 1e-4), PlaNet's
-    grad_clip: float = 1000.0  # global gradient-norm clip (PlaNet 1000)
-    deter: int = 200  # deterministic GRU state (PlaNet 200)
-    stoch: int = 30  # stochastic Gaussian state (PlaNet 30)
-    hidden: int = 200  # MLP width (PlaNet 200)
-    depth: int = 16  # channels of the first conv layer of the scratch encoder and the decoder's last
-    free_nats: float = 3.0  # KL below this many nats is not penalised (PlaNet 3)
-    decoder_size: int = 32  # px of the recon decoder (16-128), and of scratch frames when image_size is unset
-    planner: str = "cem"  # cem | mppi
-    horizon: int = 12  # planning horizon in agent steps (PlaNet 12)
-    candidates: int = 300  # action sequences per iteration (PlaNet 1000, a GPU setting)
-    iterations: int = 5  # refits per decision (PlaNet 10)
-    top_k: int = 30  # elite sequences (PlaNet 100); mppi: 0 weighs all candidates
-    temperature: float = 1.0  # mppi only: softmax temperature over the predicted returns
-    exploration_noise: float = 0.3  # std of the Gaussian noise added to planned actions while collecting (PlaNet 0.3)
-    video_context: int = 5  # frames filtered before the open-loop part of prediction.gif
-
-
-def _check(cfg: Any) -> tuple[str, str]:
+def check_config(cfg: Any) -> tuple[str, str]:
     """Refuse bad settings in one line before anything is built; returns (objective, encoder path or scratch)."""
     a = cfg.agent
     if not has_rewards(cfg.env):
@@ -216,7 +188,7 @@ def train_planet(cfg: Any, out: str | Path) -> dict[str, Any]:
     """Train PlaNet per ``cfg`` (a ``TrainConfig`` with ``agent`` a ``PlanetConfig``; see the module docstring);
     write results, figures, videos and the world model to ``out``; resume from ``out/checkpoint`` if present."""
     out, a = Path(out), cfg.agent
-    objective, encoder = _check(cfg)
+    objective, encoder = check_config(cfg)
     repeat = check_env_name(cfg.env)[2]
     checkpoint.recover(out)
     saved = checkpoint._read_state(out / checkpoint.CHECKPOINT / "state.pt") if (out / checkpoint.CHECKPOINT).exists() else None

@@ -3,6 +3,7 @@
 Every kind is saved and loaded through ``ssl4rl.worldmodels.io`` (safetensors + JSON).
 """
 
+from ssl4rl.worldmodels import controller, cswm, mdnrnn, rssm, vae  # noqa: F401  (register every kind)
 from ssl4rl.worldmodels.io import (
     WORLD_MODELS,
     WorldModel,
