@@ -9,6 +9,8 @@ and goal_<i>.gif (the episode next to its goal) into out=. A rerun with the same
 last finished goal (``checkpoint.json``) and ends identical to an uninterrupted run.
 """
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,8 @@ def main(cfg) -> None:
             record.pop("frames", None)
             done[arm].append(record)
             write_json(out / CHECKPOINT, done)
+            if sum(len(v) for v in done.values()) == int(os.environ.get("SSL4RL_TEST_KILL_AT_STEP", -1)):
+                os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the kill test
             bar.update(1)
             bar.set_postfix(arm=arm, success=f"{np.mean([r['success'] for r in done[arm]]):.2f}", refresh=False)
     bar.close()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +91,52 @@ def test_goal_image_size_is_checked():
         check_goal_image(np.zeros((64, 64, 3), np.uint8), 50)
     with pytest.raises(UserError, match="uint8"):
         check_goal_image(np.zeros((3, 50, 50), np.float32), 50)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args, "progress=false"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def tiny_cswm(tmp_path_factory):
+    """A C-SWM world model trained for a few steps on a few shapes2d episodes, through the CLIs."""
+    root = tmp_path_factory.mktemp("cswm")
+    assert _cli("envs/collect.py", "env=shapes2d", "episodes=4", "episode_steps=20", f"out={root / 'data'}").returncode == 0
+    p = _cli("pretrain/run.py", "method=cswm", f"data.path={root / 'data'}", "steps=10", "method.batch_size=32",
+             "method.hidden_dim=16", "ckpt_every=10", f"out={root / 'run'}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    return root / "run"
+
+
+def _outcomes(results: dict) -> dict:
+    return {arm: [(r["success"], r["steps"], r["final_latent_distance"]) for r in recs]
+            for arm, recs in results["per_goal"].items()}
+
+
+def test_plan_goal_cli_writes_results_and_resumes_after_a_kill(tiny_cswm, tmp_path):
+    args = ["agents/plan_goal.py", f"worldmodel={tiny_cswm}", "goals=2", "videos=1", "candidates=20", "top_k=5"]
+    p = _cli(*args, f"out={tmp_path / 'whole'}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert set(whole["summary"]) == {"planner", "random"} and whole["summary"]["planner"]["goals"] == 2
+    assert whole["exhaustive"] and (tmp_path / "whole" / "goal_000_planner.gif").exists()
+    assert "| planner |" in (tmp_path / "whole" / "goals.md").read_text()
+    assert not (tmp_path / "whole" / "checkpoint.json").exists()
+    killed = _cli(*args, f"out={tmp_path / 'resumed'}", env={"SSL4RL_TEST_KILL_AT_STEP": "3"})
+    assert killed.returncode == -signal.SIGKILL and (tmp_path / "resumed" / "checkpoint.json").exists()
+    p = _cli(*args, f"out={tmp_path / 'resumed'}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert _outcomes(json.loads((tmp_path / "resumed" / "results.json").read_text())) == _outcomes(whole)
+
+
+def test_plan_goal_cli_plans_towards_a_given_goal_image(tiny_cswm, tmp_path):
+    import imageio.v3 as iio
+
+    task = BlockGoals("shapes2d", 50, seed=0)
+    iio.imwrite(tmp_path / "goal.png", task.start(0)[1].transpose(1, 2, 0))
+    p = _cli("agents/plan_goal.py", f"worldmodel={tiny_cswm}", f"goal_image={tmp_path / 'goal.png'}", "random_control=false",
+             f"out={tmp_path / 'g'}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    results = json.loads((tmp_path / "g" / "results.json").read_text())
+    assert results["summary"]["planner"]["goals"] == 1 and results["goal_image"].endswith("goal.png")
