@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from ssl4rl.data import episode_paths, load_episode  # noqa: E402
 from ssl4rl.eval.ranking import STEPS, evaluate_cswm, ranking_metrics  # noqa: E402
-from ssl4rl.utils import write_json, write_text  # noqa: E402
+from ssl4rl.utils import read_json, write_json, write_text  # noqa: E402
 from ssl4rl.worldmodels import load_world_model  # noqa: E402
 
 ARMS = {  # arm -> pretrain/run.py overrides
@@ -82,7 +82,8 @@ def main() -> None:
     collect(args.env, eval_dir, args.eval_episodes, 10, 1, log)
     print(f"data: {train_dir} and {eval_dir} ({time.time() - t0:.0f} s)", flush=True)
     episodes = [load_episode(path) for path in episode_paths(eval_dir)]
-    rows, results = [], {}
+    saved = read_json(work / "results.json") if (work / "results.json").exists() else {"arms": {}, "args": {}}
+    results = {arm: {"steps": saved["args"].get("steps"), **r} for arm, r in saved["arms"].items()}  # earlier arms stay
     for arm in args.arms:
         out = work / arm
         overrides = list(ARMS[arm]) + list(args.extra)
@@ -102,23 +103,22 @@ def main() -> None:
         t1 = time.time()
         metrics = evaluate_cswm(model, episodes)
         results[arm] = {"metrics": metrics, "train_seconds": seconds, "eval_seconds": time.time() - t1,
-                        "overrides": overrides}
-        rows.append((arm, metrics, seconds))
+                        "overrides": overrides, "steps": args.steps}
         print(f"{arm}: " + ", ".join(f"H@1 {metrics['steps'][str(k)]['hits_at_1']:.3f} MRR {metrics['steps'][str(k)]['mrr']:.3f} "
                                      f"@{k}" for k in STEPS), flush=True)
     n = len(episodes)
     const = ranking_metrics(torch.zeros(n, 1), torch.zeros(n, 1))
-    header = ("| arm | " + " | ".join(f"H@1 {k} | MRR {k}" for k in STEPS) + " | train min |\n|---"
-              + "|---" * (2 * len(STEPS) + 1) + "|\n")
-    lines = [f"| {arm} | " + " | ".join(f"{100 * m['steps'][str(k)]['hits_at_1']:.1f} | {100 * m['steps'][str(k)]['mrr']:.1f}"
-                                        for k in STEPS)
-             + f" | {s / 60:.1f} |" for arm, m, s in rows]
+    header = ("| arm | " + " | ".join(f"H@1 {k} | MRR {k}" for k in STEPS) + " | steps | train min |\n|---"
+              + "|---" * (2 * len(STEPS) + 2) + "|\n")
+    cell = lambda m, k: f"{100 * m['steps'][str(k)]['hits_at_1']:.1f} | {100 * m['steps'][str(k)]['mrr']:.1f}"
+    lines = [f"| {arm} | " + " | ".join(cell(r["metrics"], k) for k in STEPS) + f" | {r['steps']} | "
+             f"{r['train_seconds'] / 60:.1f} |" for arm, r in results.items()]
     const_cells = " | ".join(f"{100 * const['hits_at_1']:.1f} | {100 * const['mrr']:.2f}" for _ in STEPS)
-    lines.append(f"| constant encoder | {const_cells} | 0 |")
+    lines.append(f"| constant encoder | {const_cells} | 0 | 0 |")
     cmd = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     text = (f"# C-SWM on {args.env} ({datetime.date.today()}, {torch.get_num_threads()} threads)\n\n`{cmd}`\n\n"
             f"{args.train_episodes} training episodes x 100 steps, {n} evaluation episodes x 10 steps; "
-            f"{args.steps} optimizer steps per arm; ranked against all {n} candidates, ties against the model.\n\n"
+            f"ranked against all {n} candidates, ties against the model (H@1 and MRR in %).\n\n"
             + header + "\n".join(lines) + "\n")
     write_text(work / "results.md", text)
     write_json(work / "results.json", {"args": vars(args), "arms": results, "constant": const, "candidates": n})
