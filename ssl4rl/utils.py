@@ -138,3 +138,32 @@ def progress_bar(**kwargs: Any) -> Any:
     if not sys.stderr.isatty():
         kwargs.setdefault("mininterval", 30.0)
     return tqdm(**kwargs)
+
+
+def push_frame(frames: Any, frame: np.ndarray, reset: bool) -> np.ndarray:
+    """Add ``frame`` (C,H,W) to a frame stack (a ``deque`` with ``maxlen``), filling it on ``reset``; returns the
+    stack concatenated along channels."""
+    if reset:
+        frames.extend([frame] * frames.maxlen)
+    else:
+        frames.append(frame)
+    return np.concatenate(frames, axis=0)
+
+
+def load_weights(module: torch.nn.Module, path: str | os.PathLike, what: str) -> None:
+    """Load the safetensors file ``path`` into ``module`` (strict); a missing, unreadable or mismatching file is one
+    UserError line naming ``what`` the weights should fit."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"{path}: weights file not found") from None
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path}: unreadable safetensors file ({e})") from None
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = " ".join(line.strip() for line in str(e).split("\n")[0:2])[:300]
+        raise UserError(f"{path}: weights do not fit {what} ({first})") from None

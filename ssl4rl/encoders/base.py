@@ -22,12 +22,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ssl4rl.errors import UserError
-from ssl4rl.utils import atomic_path, read_json, write_json
+from ssl4rl.utils import atomic_path, load_weights, read_json, write_json
 
 FORMAT = "ssl4rl.encoder/1"
 WEIGHTS, META = "encoder.safetensors", "encoder.json"
@@ -192,21 +191,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu", arch: str
         raise UserError(f"{folder / META}: encoder architecture is '{meta['arch']}', expected '{arch}'")
     _check_size(meta, folder / META)
     encoder = build_encoder(meta["arch"], **meta["kwargs"])
-    weights = folder / WEIGHTS
-    try:
-        state = load_file(str(weights))
-    except FileNotFoundError:
-        raise UserError(f"{weights}: weights file not found") from None
-    except (SafetensorError, OSError) as e:
-        raise UserError(f"{weights}: unreadable safetensors file ({e})") from None
-    try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).split("\n")[0:2]
-        raise UserError(
-            f"{weights}: weights do not fit architecture '{meta['arch']}' "
-            f"({' '.join(s.strip() for s in first)[:300]})"
-        ) from None
+    load_weights(encoder, folder / WEIGHTS, f"architecture '{meta['arch']}'")
     return encoder.to(device).eval()
 
 

@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from ssl4rl.errors import UserError
+from ssl4rl.utils import push_frame
 
 GRID = 5  # cells per side
 N_OBJECTS = 5
@@ -119,12 +120,7 @@ class BlockPushingEnv(gym.Env):
         info = {"state": state, "discount": 1.0}
         if self.obs_type == "state":
             return state.copy(), info
-        frame = self.render().transpose(2, 0, 1)
-        if reset:
-            self._frames.extend([frame] * self.frame_stack)
-        else:
-            self._frames.append(frame)
-        return np.concatenate(self._frames, axis=0), info
+        return push_frame(self._frames, self.render().transpose(2, 0, 1), reset), info
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)

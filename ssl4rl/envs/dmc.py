@@ -19,6 +19,7 @@ import numpy as np
 
 from ssl4rl._gl import gl_error_message
 from ssl4rl.errors import UserError
+from ssl4rl.utils import push_frame
 
 MAX_IMAGE_SIZE = 1024  # rendered frames are square, at most this many pixels a side
 _LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
@@ -162,12 +163,7 @@ class DMCEnv(gym.Env):
         info = {"state": state, "physics": self.physics.get_state().copy()}
         if self.obs_type == "state":
             return state, info
-        frame = self.render().transpose(2, 0, 1)
-        if reset:
-            self._frames.extend([frame] * self.frame_stack)
-        else:
-            self._frames.append(frame)
-        return np.concatenate(self._frames, axis=0), info
+        return push_frame(self._frames, self.render().transpose(2, 0, 1), reset), info
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ssl4rl.encoders import Encoder, build_encoder
 from ssl4rl.errors import UserError
-from ssl4rl.utils import atomic_path, read_json, write_json
+from ssl4rl.utils import atomic_path, load_weights, read_json, write_json
 
 FORMAT = "ssl4rl.worldmodel/1"
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -106,15 +105,5 @@ def load_world_model(folder: str | Path, device: str | torch.device = "cpu", kin
     if sum(p.numel() for p in probe.parameters()) > MAX_PARAMS:
         raise UserError(f"{folder / META}: describes a model of more than {MAX_PARAMS:,} parameters; not a file ssl4rl wrote")
     model = cls(**meta["kwargs"])
-    try:
-        state = load_file(str(folder / WEIGHTS))
-    except FileNotFoundError:
-        raise UserError(f"{folder / WEIGHTS}: weights file not found") from None
-    except (SafetensorError, OSError) as e:
-        raise UserError(f"{folder / WEIGHTS}: unreadable safetensors file ({e})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0][:200]
-        raise UserError(f"{folder / WEIGHTS}: weights do not fit the '{meta['kind']}' model ({first})") from None
+    load_weights(model, folder / WEIGHTS, f"the '{meta['kind']}' model")
     return model.to(device).eval()
