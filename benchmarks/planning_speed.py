@@ -22,7 +22,7 @@ from _common import header
 import numpy as np
 import torch
 
-from ssl4rl.agents.planet import PlanetConfig
+from ssl4rl.config import PlanetConfig
 from ssl4rl.encoders import build_encoder
 from ssl4rl.envs import make_env
 from ssl4rl.planning import CEM, PLANET_SETTING
