@@ -36,7 +36,7 @@ from ssl4rl.worldmodels import load_world_model  # noqa: E402
 ARMS = {  # arm -> pretrain/run.py overrides
     "cswm": [],
     "no_gnn": ["method.gnn=false"],
-    "one_slot": ["method.num_slots=1"],
+    "one_slot": ["method.num_slots=1", "method.embedding_dim=10"],  # one slot with the capacity of 5 x 2
     "decoder": ["method.objective=decoder"],
     "init_encoder": [],  # method.init_encoder=<the SimCLR conv encoder> is added at run time
 }
