@@ -7,6 +7,7 @@ import torch
 from helpers import assert_one_line
 from omegaconf import OmegaConf
 
+import ssl4rl.worldmodels  # noqa: F401  (registers the world models' encoders, e.g. 'cswm')
 from ssl4rl.encoders import ARCHS, build_encoder, load_encoder, save_encoder
 from ssl4rl.encoders.vit import sincos_pos_embed
 from ssl4rl.errors import UserError
@@ -23,6 +24,7 @@ CASES = {
         {"model_name": "vit_tiny_patch16_224", "model_kwargs": {"img_size": 32, **TINY_VIT}},
         32, 32, 4, 2,
     ),
+    "cswm": ("cswm", {"num_slots": 5, "embedding_dim": 2, "hidden_dim": 16}, 10, 5, 3, None),  # C-SWM's object encoder
 }
 DYNAMIC = [name for name, case in CASES.items() if case[5] is not None]
 BACKBONE_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "backbone").glob("*.yaml"))
