@@ -273,7 +273,9 @@ def test_vae_pipeline_then_the_cli_killed_mid_pipeline_resumes_to_the_same_contr
     for name in CONTROLLERS:
         assert _sha(cut / name) == _sha(whole / name), name
     resumed = json.loads((cut / "results.json").read_text())
-    assert resumed["resumed_at"] and resumed["variants"] == results["variants"]
+    # the controllers are bit-identical (above); the returns they score go through float convolutions whose last bits
+    # depend on the process's thread count (this process vs the CLI's), so they are compared to 1e-6
+    assert resumed["resumed_at"] and _leaves(resumed["variants"]) == pytest.approx(_leaves(results["variants"]), rel=1e-6)
     assert "resumed" in (cut / "log.txt").read_text() and not ck.exists()
 
 
@@ -282,3 +284,12 @@ def test_cli_refuses_an_unknown_train_in_in_one_line(tmp_path):
                         f"out={tmp_path / 'r'}"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
     assert "agent.train_in 'moon'" in p.stderr and "dream, real" in p.stderr
+
+
+def _leaves(tree) -> list[float]:
+    """The numbers of a nested dict/list, in order."""
+    if isinstance(tree, dict):
+        return [x for k in sorted(tree) for x in _leaves(tree[k])]
+    if isinstance(tree, list):
+        return [x for v in tree for x in _leaves(v)]
+    return [float(tree)]
