@@ -20,6 +20,8 @@ positions. ``info['state']`` holds the positions as float32 ``(10,)`` = (row, co
 
 from __future__ import annotations
 
+import abc
+
 from collections import deque
 from typing import Any
 
@@ -66,7 +68,7 @@ def check_positions(positions: Any) -> np.ndarray:
     return a
 
 
-class BlockPushingEnv(gym.Env):
+class BlockPushingEnv(gym.Env, abc.ABC):
     """The grid world and its gymnasium API; subclasses draw the frames (``render``)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
@@ -111,9 +113,9 @@ class BlockPushingEnv(gym.Env):
         """A copy of the (row, col) of each object, int64 (5, 2)."""
         return self._pos.copy()
 
+    @abc.abstractmethod
     def render(self) -> np.ndarray:
         """The current frame as (H, W, 3) uint8."""
-        raise NotImplementedError
 
     def _observe(self, reset: bool) -> tuple[np.ndarray, dict[str, Any]]:
         state = self._pos.astype(np.float32).ravel()

@@ -14,6 +14,8 @@ decision with the default RSSM on one laptop core, against 1.15 s for PlaNet's s
 
 from __future__ import annotations
 
+import abc
+
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,7 +43,7 @@ def finite_scores(scores: torch.Tensor, n: int) -> torch.Tensor:
     return torch.nan_to_num(scores.float(), nan=float("-inf"))
 
 
-class _GaussianPlanner:
+class _GaussianPlanner(abc.ABC):
     """Shared by CEM and MPPI: a diagonal Gaussian over action sequences refit ``iterations`` times."""
 
     def __init__(
@@ -70,8 +72,9 @@ class _GaussianPlanner:
         """Forget the warm-start mean (call at the start of an episode)."""
         self._previous = None
 
+    @abc.abstractmethod
     def _refit(self, candidates: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(mean, std) of the next sampling distribution from scored candidates."""
 
     def plan(self, score: Score, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
         """The planned sequence ``(horizon, action_dim)``: the mean after the last refit, within the bounds."""

@@ -10,6 +10,8 @@ with ``encoder_from_spec(spec)``; the encoder's weights are part of the model's 
 
 from __future__ import annotations
 
+import abc
+
 import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,14 +29,14 @@ WEIGHTS, META = "model.safetensors", "model.json"
 MAX_PARAMS = 2_000_000_000
 
 
-class WorldModel(nn.Module):
+class WorldModel(nn.Module, abc.ABC):
     """Base class of saved world models (C-SWM, RSSM, VAE, MDN-RNN, controllers)."""
 
     kind: ClassVar[str]
 
+    @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """JSON-able constructor kwargs that rebuild this model."""
-        raise NotImplementedError
 
 
 WORLD_MODELS: dict[str, type[WorldModel]] = {}
