@@ -3,6 +3,16 @@
     python benchmarks/planet_online.py --arms recon/scratch contrastive/rotation --seeds 0 1 2
     python benchmarks/planet_online.py --arms recon/scratch --seeds 0 --steps 20000      # a short check
 
+The run recorded in benchmarks/RESULTS.md fits 6 runs into about 2 hours on the 2 cores (about 35-50 min per run on
+one core) by planning with CEM 200 x 4 (top 20, ~0.1 s per decision) and 50 model updates per episode:
+
+    python benchmarks/planet_online.py --arms contrastive/scratch contrastive/rotation --seeds 0 1 2 \
+        --root runs/bench-planet-cpu --extra agent.candidates=200 agent.iterations=4 agent.top_k=20 \
+        agent.updates_per_episode=50 eval_every=0 eval_episodes=5 video=false
+
+``agent=planet``'s defaults (CEM 300 x 5, 100 updates per episode) take about 65-100 min per run; PlaNet's own
+(1000 x 10, a GPU setting) about 7 hours of planning alone.
+
 Each arm is ``objective/encoder``: ``encoder`` is ``scratch`` or a frozen encoder of the representation-vs-control
 benchmark (``mae``, ``rotation``; ``python benchmarks/repr_vs_control.py --stages data pretrain`` makes them). Every
 run is ``agents/train.py env=dmc_cartpole agent=planet`` with its own ``out=`` under ``--root``: a rerun resumes
