@@ -3,8 +3,9 @@ r"""Which world-model objective is better, online: arms of ``agent=planet`` plan
     python benchmarks/planet_online.py --arms recon/scratch contrastive/rotation --seeds 0 1 2
     python benchmarks/planet_online.py --arms recon/scratch --seeds 0 --steps 20000      # a short check
 
-The run recorded in benchmarks/RESULTS.md fits 6 runs into about 2.5 hours on the 2 cores (50-70 min per scratch run,
-40-50 per frozen-encoder run) by planning with CEM 200 x 4 (top 20, 0.1-0.16 s per decision) and 50 model updates per episode:
+The run recorded in benchmarks/RESULTS.md fits 6 runs into about 2.5 hours on the 2 cores (50-70 min per scratch
+run, about 80 per frozen-encoder run with 3 runs sharing the cores) by planning with CEM 200 x 4 (top 20,
+0.12-0.25 s per decision) and 50 model updates per episode:
 
     python benchmarks/planet_online.py --arms contrastive/scratch contrastive/rotation --seeds 0 1 2 \
         --root runs/bench-planet-cpu --extra agent.candidates=200 agent.iterations=4 agent.top_k=20 \
