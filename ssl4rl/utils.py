@@ -167,3 +167,36 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike, what: str) ->
     except RuntimeError as e:
         first = " ".join(line.strip() for line in str(e).split("\n")[0:2])[:300]
         raise UserError(f"{path}: weights do not fit {what} ({first})") from None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable of /proc/meminfo, or the physical free pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as e.g. '5.0 TiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def check_memory(nbytes: float, what: str, fix: str, fraction: float = 0.8) -> None:
+    """Refuse, with one UserError line naming ``what`` and the ``fix``, an allocation of ``nbytes`` that would not
+    fit in ``fraction`` of the memory available now (checked before anything is allocated)."""
+    budget = available_memory() * fraction
+    if nbytes > budget:
+        raise UserError(f"{what} needs {human_bytes(nbytes)}, more than the {human_bytes(budget)} of memory available; "
+                        f"{fix}")
