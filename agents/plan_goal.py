@@ -9,8 +9,6 @@ and goal_<i>.gif (the episode next to its goal) into out=. A rerun with the same
 last finished goal (``checkpoint.json``) and ends identical to an uninterrupted run.
 """
 
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ import ssl4rl  # noqa: F401
 from ssl4rl.agents.goal import GOAL_ENVS, GoalPlanner, check_goal_image, make_goal_task, run_goal
 from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.errors import UserError
-from ssl4rl.runs import log, prepare_run_dir
+from ssl4rl.runs import log, claim_run_dir
 from ssl4rl.utils import progress_bar, read_json, write_json, write_text
 from ssl4rl.viz import save_gif
 from ssl4rl.worldmodels import load_world_model
@@ -59,7 +57,7 @@ def main(cfg) -> None:
     task = make_goal_task(cfg.env, image_size, cfg.seed, (cfg.goal_steps_min, cfg.goal_steps_max))
     horizon = cfg.horizon or (2 if task.discrete else 10)
     planner = GoalPlanner(model, task, horizon, cfg.candidates, cfg.iterations, cfg.top_k, cfg.planner)
-    out, _ = prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
+    out, _ = claim_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
     done = read_json(out / CHECKPOINT) if (out / CHECKPOINT).exists() else {"planner": [], "random": []}
     goals = 1 if goal is not None else cfg.goals
     arms = {"planner": planner, "random": None} if cfg.random_control else {"planner": planner}
@@ -73,8 +71,6 @@ def main(cfg) -> None:
             record.pop("frames", None)
             done[arm].append(record)
             write_json(out / CHECKPOINT, done)
-            if sum(len(v) for v in done.values()) == int(os.environ.get("SSL4RL_TEST_KILL_AT_STEP", -1)):
-                os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the kill test
             bar.update(1)
             bar.set_postfix(arm=arm, success=f"{np.mean([r['success'] for r in done[arm]]):.2f}", refresh=False)
     bar.close()

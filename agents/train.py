@@ -16,15 +16,14 @@ import importlib
 
 import ssl4rl  # noqa: F401
 from ssl4rl.agents import train_agent
+from ssl4rl.agents.sac import SAFE_ON_RESUME
 from ssl4rl.agents.checkpoint import CHECKPOINT
 from ssl4rl.cli import run_app, to_dict, to_yaml
 from ssl4rl.envs import check_env_name
 from ssl4rl.errors import UserError
 from ssl4rl.resolve import resolve_encoder_path
-from ssl4rl.runs import prepare_run_dir
+from ssl4rl.runs import claim_run_dir
 
-# display only: the result is bit-identical whatever their value
-SAFE_ON_RESUME = ("progress", "video")
 # agent -> (its module, with check_config(cfg) and train_<agent>(cfg, out); its default encoder; the encoder names it
 # takes besides a folder and mvp)
 AGENTS = {
@@ -46,7 +45,7 @@ def main(cfg) -> None:
     runner = importlib.import_module(module) if module else None
     if runner is not None:
         runner.check_config(cfg)  # every refusal before out= is made
-    out, _ = prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT, safe_keys=SAFE_ON_RESUME)
+    out, _ = claim_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT, safe_keys=SAFE_ON_RESUME)
     if runner is not None:
         getattr(runner, f"train_{cfg.agent.name}")(cfg, out)
         return

@@ -11,14 +11,14 @@ import ssl4rl  # noqa: F401  (GL backend before dm_control)
 from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.data import collect
 from ssl4rl.envs import check_env_name, episode_steps
-from ssl4rl.runs import log, prepare_run_dir
+from ssl4rl.runs import log, claim_run_dir
 
 
 def main(cfg) -> None:
     action_repeat = check_env_name(cfg.env)[2]
     per_episode = (cfg.episode_steps or episode_steps(cfg.env)) * action_repeat  # env steps per episode
     episodes = math.ceil(cfg.steps / per_episode) if cfg.steps else cfg.episodes
-    out, _ = prepare_run_dir(cfg.out, to_yaml(cfg))
+    out, _ = claim_run_dir(cfg.out, to_yaml(cfg))
     meta = collect(
         cfg.env, episodes, out, seed=cfg.seed, image_size=cfg.image_size, camera=cfg.camera,
         fast_render=cfg.fast_render, progress=cfg.progress, episode_steps=cfg.episode_steps,

@@ -8,7 +8,7 @@ import ssl4rl  # noqa: F401  (GL backend before dm_control)
 from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.data.images import make_dmc_imagefolder
 from ssl4rl.envs import check_dmc_task
-from ssl4rl.runs import log, prepare_run_dir
+from ssl4rl.runs import log, claim_run_dir
 from ssl4rl.utils import read_json
 
 
@@ -16,7 +16,7 @@ def main(cfg) -> None:
     envs = [cfg.envs] if isinstance(cfg.envs, str) else list(cfg.envs)
     for name in envs:
         check_dmc_task(name, "a labelled image set of dm_control domains")
-    out, _ = prepare_run_dir(cfg.out, to_yaml(cfg))
+    out, _ = claim_run_dir(cfg.out, to_yaml(cfg))
     make_dmc_imagefolder(
         out, envs, per_class=cfg.per_class, image_size=cfg.image_size, seed=cfg.seed, labels=cfg.labels,
         state_dim=cfg.state_dim, camera=cfg.camera, progress=cfg.progress,

@@ -20,7 +20,7 @@ from ssl4rl.eval.harness import evaluate
 from ssl4rl.eval.ranking import ranking_markdown
 from ssl4rl.eval.report import report_text
 from ssl4rl.resolve import resolve_encoder_path
-from ssl4rl.runs import prepare_run_dir
+from ssl4rl.runs import claim_run_dir
 
 LIST_KEYS = ("encoders", "data.path", "knn_k", "label_fractions")
 
@@ -57,7 +57,7 @@ def main(cfg) -> None:
     if cfg.data.kind == "frames":
         for p in paths:
             episode_paths(p)
-    out, _ = prepare_run_dir(cfg.out, to_yaml(cfg))
+    out, _ = claim_run_dir(cfg.out, to_yaml(cfg))
     result = evaluate(
         encoders, paths, kind=cfg.data.kind, out=out, holdout=cfg.data.holdout, seed=cfg.seed,
         knn_k=[int(k) for k in as_list(cfg.knn_k)], temperature=cfg.knn_temperature,

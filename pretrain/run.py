@@ -11,7 +11,7 @@ from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.errors import UserError
 from ssl4rl.parts import dist
 from ssl4rl.pretrain import CHECKPOINT, pretrain
-from ssl4rl.runs import log, prepare_run_dir
+from ssl4rl.runs import log, claim_run_dir
 from ssl4rl.utils import resolve_device
 
 # display only: the result is bit-identical whatever their value. Everything else (steps= included: it sets
@@ -29,7 +29,7 @@ def main(cfg) -> None:
     error = ""
     if dist.rank() == 0:
         try:
-            prepare_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT, safe_keys=SAFE_ON_RESUME)
+            claim_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT, safe_keys=SAFE_ON_RESUME)
         except UserError as e:
             error = str(e)
     error = dist.from_rank0(error)  # every process stops when rank 0 refuses the folder

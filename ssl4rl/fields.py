@@ -57,10 +57,9 @@ class Rule:
         if isinstance(value, (int, float)):
             if not math.isfinite(value):
                 return "must be a finite number"
-            for bound, ok, word in ((self.ge, lambda b: value >= b, ">="), (self.gt, lambda b: value > b, ">"),
-                                    (self.le, lambda b: value <= b, "<="), (self.lt, lambda b: value < b, "<")):
-                if bound is not None and not ok(bound):
-                    return f"must be {self.describe()}"
+            if ((self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+                    or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt)):
+                return f"must be {self.describe()}"
         if isinstance(value, str) and self.choices is not None:
             valid = tuple(self.choices() if callable(self.choices) else self.choices)
             if value not in valid:

@@ -2,50 +2,133 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ssl4rl.errors import UserError
-from ssl4rl.utils import write_text
+from ssl4rl.errors import UserError, os_error_message
+from ssl4rl.utils import read_json, write_text
 
 log = logging.getLogger("ssl4rl")
-_BOOKKEEPING = {"config.yaml", "log.txt", "tb"}  # a folder with only these holds no results yet
+LOCK = ".lock"  # holds the pid of the process that owns the folder, flock-ed for the run's lifetime
+_BOOKKEEPING = {"config.yaml", "log.txt", "tb", LOCK}  # a folder with only these holds no results yet
+_HELD: dict[Path, tuple[int, bool]] = {}  # folders this process has claimed -> (lock file descriptor, resuming)
 
 
-def prepare_run_dir(
+def claim_run_dir(
     out: str | Path, config_yaml: str = "", resume_file: str | None = None, safe_keys: tuple[str, ...] = ()
 ) -> tuple[Path, bool]:
-    """Create ``out`` for a new run, or reopen it to resume if it holds ``resume_file``.
+    """The one way a run takes its folder ``out``: create it for a new run, or reopen it to resume if it holds
+    ``resume_file``, and hold an exclusive lock on it until the process ends (``release_run_dir`` ends it sooner).
 
-    Refuses (one-line UserError) a folder holding another run's outputs unless it
-    is resumable, so a run never overwrites earlier results; a folder left with
-    only config.yaml/log.txt/tb by a run that failed early is reused. A resumed run
-    must have the settings it started with (``config.yaml``); only ``safe_keys`` may
-    differ. Temporary files left by a killed write are removed. Returns (folder, resuming).
+    Refuses (one-line UserError) a folder another live process holds (naming its pid), and a folder holding
+    another run's outputs unless it is resumable, so a run never overwrites earlier results; a folder left with
+    only config.yaml/log.txt/tb by a run that failed early is reused. A resumed run must have the settings it
+    started with (``config.yaml``); only ``safe_keys`` may differ. Temporary files left by a killed write are
+    removed; a read-only, full or forbidden disk is one line naming the fix. Claiming a folder this process
+    already holds returns the first claim's answer. Returns (folder, resuming).
     """
     out = Path(out)
-    resuming = False
-    if out.exists():
-        if not out.is_dir():
-            raise UserError(f"out={out} is a file; choose a folder that does not exist yet")
-        if {p.name for p in out.iterdir()} - _BOOKKEEPING - {p.name for p in _orphans(out)}:  # an earlier run's outputs
-            if resume_file and (out / resume_file).exists():
-                resuming = True
-                if config_yaml:
-                    check_same_config(out, config_yaml, safe_keys)
-            else:
-                raise UserError(
-                    f"out={out} already holds an earlier run; choose a new out= (nothing there was changed)"
-                )
+    key = out.resolve()
+    if key in _HELD:
+        return out, _HELD[key][1]
+    try:
+        return _claim(out, key, config_yaml, resume_file, safe_keys)
+    except OSError as e:
+        message = os_error_message(e)
+        if message is None:
+            raise
+        raise UserError(message) from None
+
+
+@contextlib.contextmanager
+def claimed_run_dir(
+    out: str | Path, config_yaml: str = "", resume_file: str | None = None, safe_keys: tuple[str, ...] = ()
+) -> Iterator[tuple[Path, bool]]:
+    """``claim_run_dir`` for the span of a ``with`` block (the Python API): the lock is released at its end,
+    unless the folder was already claimed by this process before (the command line's claim)."""
+    held_before = Path(out).resolve() in _HELD
+    claim = claim_run_dir(out, config_yaml, resume_file, safe_keys)
+    try:
+        yield claim
+    finally:
+        if not held_before:
+            release_run_dir(out)
+
+
+def release_run_dir(out: str | Path) -> None:
+    """Give up this process's claim on ``out`` (no-op if it holds none)."""
+    held = _HELD.pop(Path(out).resolve(), None)
+    if held is not None:
+        os.close(held[0])
+
+
+def _claim(out: Path, key: Path, config_yaml: str, resume_file: str | None,
+           safe_keys: tuple[str, ...]) -> tuple[Path, bool]:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out={out} is a file; choose a folder that does not exist yet")
+    if out.is_dir():
+        _check_free(out)  # before anything is written into an existing folder
+        _check_claimable(out, config_yaml, resume_file, safe_keys)
     out.mkdir(parents=True, exist_ok=True)
-    for orphan in _orphans(out):
-        orphan.unlink(missing_ok=True)
-    if config_yaml and not resuming:
-        write_text(out / "config.yaml", config_yaml)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(_in_use(out)) from None
+    try:
+        resuming = _check_claimable(out, config_yaml, resume_file, safe_keys)  # again, now that nobody else can
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        for orphan in _orphans(out):
+            orphan.unlink(missing_ok=True)
+        if config_yaml and not resuming:
+            write_text(out / "config.yaml", config_yaml)
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[key] = (fd, resuming)
     setup_logging(out / "log.txt")
     return out, resuming
+
+
+def _in_use(out: Path) -> str:
+    try:
+        pid = (out / LOCK).read_text().strip() or "?"
+    except OSError:
+        pid = "?"
+    return f"out={out} is in use by another run (pid {pid}); wait for it to end or choose a new out="
+
+
+def _check_free(out: Path) -> None:
+    """Refuse a folder whose lock another live process holds, without creating anything."""
+    try:
+        fd = os.open(out / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UserError(_in_use(out)) from None
+    finally:
+        os.close(fd)
+
+
+def _check_claimable(out: Path, config_yaml: str, resume_file: str | None, safe_keys: tuple[str, ...]) -> bool:
+    """Whether ``out`` resumes; refuses a folder holding another run's outputs that is not resumable."""
+    if not {p.name for p in out.iterdir()} - _BOOKKEEPING - {p.name for p in _orphans(out)}:
+        return False
+    if resume_file and (out / resume_file).exists():
+        if config_yaml:
+            check_same_config(out, config_yaml, safe_keys)
+        return True
+    raise UserError(f"out={out} already holds an earlier run; choose a new out= (nothing there was changed)")
 
 
 def _orphans(out: Path) -> list[Path]:
@@ -71,7 +154,7 @@ def check_same_config(out: Path, config_yaml: str, safe_keys: tuple[str, ...] = 
 
     try:
         saved = _flat(yaml.safe_load((out / "config.yaml").read_text()) or {})
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, yaml.YAMLError, RecursionError, AttributeError) as e:
         raise UserError(f"{out}/config.yaml: unreadable ({type(e).__name__}); cannot check the settings to resume, "
                         "choose a new out=") from None
     new = _flat(yaml.safe_load(config_yaml) or {})
@@ -104,15 +187,13 @@ def setup_logging(logfile: Path | None = None, level: int = logging.INFO) -> Non
 
 def find_latest(root: str | Path, filename: str, where: Any = None) -> Path | None:
     """Most recently modified ``root/**/filename`` whose parsed JSON passes ``where`` (if given)."""
-    import json
-
     root = Path(root)
     if not root.is_dir():
         return None
     best: tuple[float, Path] | None = None
     for p in root.rglob(filename):
         try:
-            if where is not None and not where(json.loads(p.read_text())):
+            if where is not None and not where(read_json(p)):
                 continue
         except (OSError, ValueError):
             continue

@@ -258,8 +258,9 @@ def test_evaluate_cswm_counts_one_sample_per_long_enough_episode(blocks, tmp_pat
 
 
 def _cli(script, *args, kill_at=-1):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SSL4RL_TEST_KILL_AT_STEP": str(kill_at)}
-    return subprocess.run([sys.executable, script, *args, "progress=false", "device=cpu"], cwd=ROOT,
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    wrap = ["tests/kill_at.py", str(kill_at)] if kill_at >= 0 else []
+    return subprocess.run([sys.executable, *wrap, script, *args, "progress=false", "device=cpu"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=env)
 
 

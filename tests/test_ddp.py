@@ -96,10 +96,11 @@ def _free_port() -> int:
 
 
 def _torchrun(*args: str, kill_at_step: int = -1) -> subprocess.CompletedProcess:
+    script = ["tests/kill_at.py", str(kill_at_step), "pretrain/run.py"] if kill_at_step >= 0 else ["pretrain/run.py"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "pretrain/run.py", *args, "progress=false", "device=cpu"]
+           *script, *args, "progress=false", "device=cpu"]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "SSL4RL_TEST_KILL_AT_STEP": str(kill_at_step)})
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_torchrun_pretraining_resumes_like_one_process(tiny_dataset, tmp_path):

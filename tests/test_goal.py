@@ -123,7 +123,7 @@ def test_plan_goal_cli_writes_results_and_resumes_after_a_kill(tiny_cswm, tmp_pa
     assert whole["exhaustive"] and (tmp_path / "whole" / "goal_000_planner.gif").exists()
     assert "| planner |" in (tmp_path / "whole" / "goals.md").read_text()
     assert not (tmp_path / "whole" / "checkpoint.json").exists()
-    killed = _cli(*args, f"out={tmp_path / 'resumed'}", env={"SSL4RL_TEST_KILL_AT_STEP": "3"})
+    killed = _cli("tests/kill_at.py", "3", *args, f"out={tmp_path / 'resumed'}")
     assert killed.returncode == -signal.SIGKILL and (tmp_path / "resumed" / "checkpoint.json").exists()
     p = _cli(*args, f"out={tmp_path / 'resumed'}")
     assert p.returncode == 0, p.stderr[-2000:]

@@ -13,6 +13,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl4rl.cli import _guard, _prevalidate
+from ssl4rl.cli import _guard, prevalidate
 from ssl4rl.data import FrameDataset, PairDataset, SequenceDataset, collect, load_episode
 from ssl4rl.data.episodes import KEYS
 from ssl4rl.encoders import build_encoder, load_encoder, save_encoder
@@ -123,9 +124,9 @@ CONFIG_CASES = [
     ("pretrain", [], "data.path"),
     ("eval", ["data.path=x", "n_bins=1"], "n_bins=1"),
     ("eval", ["data.path=x", "batch_size=0"], "batch_size=0"),
-    ("eval", ["data.path=x", "knn_k=[0]"], "knn_k=0"),
+    ("eval", ["data.path=x", "knn_k=[0]"], "knn_k=[0]"),
     ("eval", ["data.path=x", "knn_k=[abc]"], "abc"),
-    ("eval", ["data.path=x", "label_fractions=[2.0]"], "label_fractions=2.0"),
+    ("eval", ["data.path=x", "label_fractions=[2.0]"], "label_fractions=[2.0]"),
     ("eval", ["data.path=x", "knn_temperature=0"], "knn_temperature=0"),
     ("eval", ["data.path=x", "finetune_epochs=0"], "finetune_epochs=0"),
     ("eval", [], "data.path"),
@@ -141,13 +142,53 @@ CONFIG_CASES = [
     ("plan_goal", ["worldmodel=x", "planner=greedy"], "greedy"),
     ("plan_goal", ["worldmodel=x", "env=dmc_nope"], "dmc_nope"),
     ("plan_goal", ["worldmodel=x", "horizon=0"], "horizon=0"),
+    # validation never switches off: -m sweeps (every job checked before any runs) and hydra.* overrides
+    ("train", ["-m", "agent.learning_rate=nan"], "agent.learning_rate=nan"),
+    ("train", ["--multirun", "seed=0,1,-1"], "seed=-1"),
+    ("train", ["-m", "agent=sac,planet", "agent.top_k=5000"], "agent.top_k"),
+    ("train", ["hydra.run.dir=.", "agent.learning_rate=nan"], "nan"),
+    ("train", ["hydra.job.chdir=false", "-m", "seed=0,1", "eval_episodes=0"], "eval_episodes=0"),
+    ("eval", ["data.path=x", "hydra.verbose=false", "knn_temperature=0"], "knn_temperature=0"),
+    ("plan_goal", ["worldmodel=x", "-m", "goals=1,0"], "goals=0"),
+    ("train", ["hydra.nope=1"], "hydra.nope"),
+    # seeds: 0 .. 2**31 - 1 everywhere
+    ("train", ["seed=-1"], "seed=-1"),
+    ("train", ["seed=4294967296"], "seed=4294967296"),
+    ("pretrain", ["data.path=x", "seed=-1"], "seed=-1"),
+    ("eval", ["data.path=x", "seed=2147483648"], "seed=2147483648"),
+    ("plan_goal", ["worldmodel=x", "seed=-5"], "seed=-5"),
+    # fields beyond the common ones, each with its declared range
+    ("train", ["agent.ent_coef=-1"], "agent.ent_coef=-1"),
+    ("train", ["agent.ent_coef=banana"], "banana"),
+    ("train", ["agent.ent_coef=auto_0"], "auto_0"),
+    ("train", ["agent.net_arch=[0]"], "agent.net_arch=[0]"),
+    ("train", ["agent.net_arch=[-5]"], "agent.net_arch=[-5]"),
+    ("train", ["frame_stack=1000"], "frame_stack=1000"),
+    ("train", ["agent=planet", "agent.free_nats=inf"], "agent.free_nats=inf"),
+    ("train", ["agent=planet", "agent.top_k=500"], "agent.top_k=500"),
+    ("train", ["agent=planet", "agent.decoder_size=8"], "agent.decoder_size=8"),
+    ("train", ["agent=worldmodels", "agent.popsize=2"], "agent.popsize=2"),
+    ("train", ["agent=worldmodels", "agent.holdout=0.9"], "agent.holdout=0.9"),
+    ("collect", ["steps=-1"], "steps=-1"),
+    ("eval", ["data.path=x", "pixels_size=100000"], "pixels_size=100000"),
+    ("plan_goal", ["worldmodel=x", "goal_steps_min=9", "goal_steps_max=3"], "goal_steps_min=9"),
+    ("pretrain", ["data.path=x", "data.workers=-1"], "data.workers=-1"),
+    ("pretrain", ["data.path=x", "method=mae", "method.mask_ratio=1.0"], "method.mask_ratio=1.0"),
+    ("pretrain", ["data.path=x", "method=simclr", "method.aug.jitter=-1"], "method.aug.jitter=-1"),
+    ("pretrain", ["data.path=x", "method=moco", "method.queue_size=-1"], "method.queue_size=-1"),
+    ("pretrain", ["data.path=x", "method=swav", "method.n_prototypes=0"], "method.n_prototypes=0"),
+    ("pretrain", ["data.path=x", "backbone.embed_dim=-4"], "backbone.embed_dim=-4"),
+    ("pretrain", ["data.path=x", "backbone.patch_size=0"], "backbone.patch_size=0"),
+    ("pretrain", ["data.path=x", "method.optimizer=adam"], "adam"),
+    # an unquoted non-ASCII value: Hydra's lexer refuses it; the line says to quote it
+    ("train", ["out=/tmp/dé"], "quote"),
 ]
 
 
 @pytest.mark.parametrize("entry,argv,needle", CONFIG_CASES, ids=[f"{e}:{' '.join(a)}" for e, a, _ in CONFIG_CASES])
 def test_bad_setting_is_refused_in_one_line(entry, argv, needle, unchanged, capsys):
     with pytest.raises(SystemExit) as e:
-        _guard(lambda: _prevalidate(CONFIGS, entry, argv))
+        _guard(lambda: prevalidate(CONFIGS, entry, argv))
     assert e.value.code == 2
     _one_line(capsys.readouterr().err, "error:", needle)
 
@@ -263,8 +304,7 @@ def killed_pretrain(saved, tmp_path_factory):
     """A pretraining run folder as SIGKILL after its first checkpoint leaves it."""
     out = tmp_path_factory.mktemp("killed_pretrain") / "run"
     args = ["pretrain/run.py", f"data.path={saved / 'data'}", *PRETRAIN_ARGS, f"out={out}", "progress=false"]
-    env = {**os.environ, "SSL4RL_TEST_KILL_AT_STEP": "1"}
-    p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, env=env)
+    p = subprocess.run([sys.executable, "tests/kill_at.py", "1", *args], cwd=ROOT, capture_output=True)
     assert p.returncode != 0 and (out / "checkpoint.pt").exists()
     return out, args
 
@@ -491,3 +531,129 @@ def test_train_agent_validates_its_arguments(kwargs, needle, unchanged, tmp_path
         train_agent("dmc_cartpole", str(unchanged / "encoder"), tmp_path / "run", **kwargs)
     assert "\n" not in str(e.value) and needle in str(e.value), str(e.value)
     assert not (tmp_path / "run").exists()
+
+
+# --- one way to claim a run folder, for the command line and the Python API alike --------------------
+
+
+def test_api_calls_into_a_finished_run_refuse(unchanged, tmp_path):
+    from ssl4rl.agents import train_agent
+    from ssl4rl.config import DataConfig, PretrainConfig
+    from ssl4rl.methods import default_config
+    from ssl4rl.pretrain import pretrain
+
+    with pytest.raises(UserError) as e:
+        train_agent("dmc_cartpole", str(unchanged / "encoder"), unchanged / "run", steps=160, device="cpu", progress=False)
+    assert "already holds an earlier run" in str(e.value) and "\n" not in str(e.value)
+    cfg = PretrainConfig(method=default_config("simclr", batch_size=4), data=DataConfig(path=str(unchanged / "data")),
+                         backbone={"arch": "vit", **TINY_VIT}, steps=2, device="cpu", progress=False)
+    with pytest.raises(UserError) as e:
+        pretrain(cfg, unchanged / "run")
+    assert "already holds an earlier run" in str(e.value)
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"lr": float("nan")}, "method.lr=nan"), ({"temperature": 0.0}, "method.temperature=0.0"),
+    ({"batch_size": -1}, "method.batch_size=-1"),
+])
+def test_pretrain_api_validates_like_the_command_line(change, needle, unchanged, tmp_path):
+    from ssl4rl.config import DataConfig, PretrainConfig
+    from ssl4rl.methods import default_config
+    from ssl4rl.pretrain import pretrain
+
+    cfg = PretrainConfig(method=default_config("simclr", **change), data=DataConfig(path=str(unchanged / "data")),
+                         backbone={"arch": "vit", **TINY_VIT}, steps=2, device="cpu", progress=False)
+    with pytest.raises(UserError) as e:
+        pretrain(cfg, tmp_path / "p")
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_second_process_on_the_same_out_refuses_naming_the_holder(unchanged, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "envs/collect.py", "episodes=50", "image_size=16", f"out={out}", "progress=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(600):  # the first run has claimed out= once its lock names it
+            if (out / ".lock").exists() and (out / ".lock").read_text().strip() == str(first.pid):
+                break
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        _, first_err = first.communicate(timeout=300)
+    assert second.returncode == 2, second.stderr[-2000:]
+    _one_line(second.stderr, "error:", "in use", f"pid {first.pid}")
+    assert first.returncode == 0, first_err[-2000:]
+    assert len(list(out.glob("episode_*.npz"))) == 50 and (out / "meta.json").exists()
+    assert "error" not in (out / "log.txt").read_text()
+
+
+def test_claims_are_exclusive_across_processes_and_released_by_the_api(tmp_path):
+    from ssl4rl.runs import claim_run_dir, claimed_run_dir, release_run_dir
+
+    out = tmp_path / "held"
+    with claimed_run_dir(out, "a: 1\n") as (folder, resuming):
+        assert folder == out and not resuming
+        assert claim_run_dir(out, "a: 1\n") == (out, False)  # this process again: the same claim
+        p = subprocess.run([sys.executable, "-c", f"from ssl4rl.runs import claim_run_dir; claim_run_dir({str(out)!r})"],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode != 0 and f"pid {os.getpid()}" in p.stderr and "in use" in p.stderr
+    claim_run_dir(out, "a: 1\n")  # released at the end of the with block
+    release_run_dir(out)
+
+
+# --- OS faults at out=: one line naming the fix ------------------------------------------------------
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """Mount a small tmpfs (read-only or tiny) at a folder; skipped where mounting is not allowed."""
+    mounted = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True)
+        if p.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({p.stderr.strip()[:100]})")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+def _collect_into(out: Path, *extra: str, user: list[str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*(user or []), sys.executable, "envs/collect.py", "episodes=2", "image_size=64", f"out={out}",
+                           "progress=false", *extra], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HOME": "/tmp"})
+
+
+def test_out_on_a_read_only_disk_is_one_line(mount_tmpfs, unchanged):
+    p = _collect_into(mount_tmpfs("ro", "ro,size=64k") / "run")
+    assert p.returncode == 2, p.stderr[-2000:]
+    _one_line(p.stderr, "error:", "read-only", "out=")
+
+
+def test_a_full_disk_is_one_line(mount_tmpfs, unchanged):
+    out = mount_tmpfs("full", "size=64k") / "run"
+    p = _collect_into(out)
+    assert p.returncode == 2, p.stderr[-2000:]
+    _one_line(p.stderr, "error:", "no space left", "out=")
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))  # no partial file left behind
+
+
+def test_out_without_permission_is_one_line(tmp_path, unchanged):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    user = None
+    if os.geteuid() == 0:  # root ignores permission bits: run as nobody, who cannot enter tmp_path
+        if not Path("/usr/bin/setpriv").exists():
+            pytest.skip("running as root without setpriv")
+        user = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    p = _collect_into(locked / "run", user=user)
+    assert p.returncode == 2, p.stderr[-2000:]
+    _one_line(p.stderr, "error:", "permission denied")

@@ -6,6 +6,7 @@ every reported x-axis are ENVIRONMENT steps, as in the PlaNet/CURL/DrQ tables.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
@@ -22,13 +24,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from ssl4rl.agents import checkpoint
 from ssl4rl.agents.features import FrozenFeatures, StackedProjection
-from ssl4rl.config import check_ranges
+from ssl4rl.config import AgentConfig, TrainConfig, validate_config
 from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
 from ssl4rl.envs import check_dmc_task, make_env
 from ssl4rl.errors import UserError
 from ssl4rl.resolve import resolve_encoder_path
-from ssl4rl.runs import log
-from ssl4rl.utils import atomic_path, progress_bar, resolve_device, seed_everything, write_json
+from ssl4rl.fields import build
+from ssl4rl.runs import claimed_run_dir, log
+from ssl4rl.utils import atomic_path, check_memory, progress_bar, resolve_device, seed_everything, write_json
 from ssl4rl.viz import save_gif, save_learning_curve
 
 VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
@@ -149,12 +152,23 @@ class _Progress(BaseCallback):
         return True
 
 
+def _check_replay_memory(venv: VecEnv, size: int) -> None:
+    """Refuse, before SB3 allocates it, a replay buffer that does not fit in memory (observations stored twice)."""
+    obs = int(np.prod(venv.observation_space.shape)) * np.dtype(venv.observation_space.dtype).itemsize
+    act = int(np.prod(venv.action_space.shape)) * 4
+    check_memory(size * (2 * obs + act + 16), f"agent.buffer_size={size}: a replay buffer of {size:,} transitions",
+                 "lower agent.buffer_size")
+
+
 def _allocate(buffer: Any) -> None:
     """Touch every page of the replay buffer now, so memory stays flat while it fills."""
     for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
         array = getattr(buffer, name, None)
         if array is not None:
             array.fill(0)
+
+
+SAFE_ON_RESUME = ("progress", "video")  # display only: the result is bit-identical whatever their value
 
 
 def train_agent(
@@ -178,29 +192,41 @@ def train_agent(
 ) -> dict[str, Any]:
     """Train SAC for ``steps`` environment steps; evaluate; write results, curve, video, weights to ``out``.
 
-    Every ``ckpt_every`` env steps the whole training state goes to ``out/checkpoint``; a call with an
-    ``out`` holding one continues from it and ends bit-identical to an uninterrupted run.
+    The arguments are those of ``TrainConfig`` (``agent``: options of ``AgentConfig``); they are validated as the
+    command line's are, and ``out`` is claimed as the command line claims it: a finished run or a folder another
+    process holds is refused in one line. Every ``ckpt_every`` env steps the whole training state goes to
+    ``out/checkpoint``; a call with an ``out`` holding one continues from it and ends bit-identical to an
+    uninterrupted run.
     """
-
-    out = Path(out)
+    agent_cfg = build(AgentConfig, dict(agent or {}), "agent.")
+    cfg = TrainConfig(agent=agent_cfg, out=str(out), env=env, encoder=str(encoder), runs_root=str(runs_root), steps=steps,
+                      frame_stack=frame_stack, image_size=image_size, n_envs=n_envs, vec_env=vec_env,
+                      eval_every=eval_every, ckpt_every=ckpt_every, eval_episodes=eval_episodes, video=video, seed=seed,
+                      device=device, progress=progress)
+    validate_config(cfg)
     repeat = check_dmc_task(env, "SAC")[2]
-    agent = {**_SAC_DEFAULTS, **(agent or {})}
-    check_ranges({"steps": steps, "frame_stack": frame_stack, "image_size": image_size, "n_envs": n_envs,
-                  "eval_every": eval_every, "ckpt_every": ckpt_every, "eval_episodes": eval_episodes, "seed": seed,
-                  **{f"agent.{k}": v for k, v in agent.items()}}, "train")
     if steps < repeat or ckpt_every < repeat:
         raise UserError(f"steps={steps}, ckpt_every={ckpt_every}: each must be at least one agent step ({repeat} env steps)")
-    if vec_env not in VEC_ENVS:
-        raise UserError(f"unknown vec_env '{vec_env}'; valid: {', '.join(VEC_ENVS)}")
+    config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    with claimed_run_dir(out, config_yaml, resume_file=checkpoint.CHECKPOINT, safe_keys=SAFE_ON_RESUME) as (out, _):
+        return _train(cfg, out, repeat)
+
+
+def _train(cfg: TrainConfig, out: Path, repeat: int) -> dict[str, Any]:
+    env, encoder, steps, seed = cfg.env, cfg.encoder, cfg.steps, cfg.seed
+    agent = dataclasses.asdict(cfg.agent)
+    frame_stack, image_size, n_envs, vec_env = cfg.frame_stack, cfg.image_size, cfg.n_envs, cfg.vec_env
+    eval_every, eval_episodes, video, ckpt_every = cfg.eval_every, cfg.eval_episodes, cfg.video, cfg.ckpt_every
     checkpoint.recover(out)
     saved = checkpoint.read(out) if (out / checkpoint.CHECKPOINT).exists() else None  # refused before anything is built
     seed_everything(seed)
-    dev = resolve_device(device)
-    pipe = Pipeline(env, encoder, frame_stack, image_size, runs_root, dev, seed)
+    dev = resolve_device(cfg.device)
+    pipe = Pipeline(env, encoder, frame_stack, image_size, cfg.runs_root, dev, seed)
     venv = pipe.make_venv(n_envs, seed, vec_env)
     eval_venv = pipe.make_venv(1, seed + 10_000)
     agent_steps = max(1, steps // repeat)
     policy, policy_kwargs = pipe.policy(agent)
+    _check_replay_memory(venv, min(agent["buffer_size"], agent_steps))
     model = SAC(
         policy, venv, learning_rate=agent["learning_rate"], buffer_size=min(agent["buffer_size"], agent_steps),
         learning_starts=min(agent["learning_starts"], agent_steps // 2), batch_size=agent["batch_size"],
@@ -214,7 +240,7 @@ def train_agent(
         eval_venv.seed(seed + 20_000 + k)  # each evaluation its own episodes, whatever ran before
         return evaluate(model, eval_venv, 5)[0]
 
-    cb = _Progress(agent_steps * repeat, repeat, eval_every, periodic_eval, progress)
+    cb = _Progress(agent_steps * repeat, repeat, eval_every, periodic_eval, cfg.progress)
     if saved is not None:
         cb.restore(checkpoint.restore(saved, out, model, venv), model.num_timesteps * repeat)
         log.info(f"resumed from {out / checkpoint.CHECKPOINT} at {model.num_timesteps * repeat} env steps "
@@ -270,17 +296,3 @@ def train_agent(
     eval_venv.close()
     return results
 
-
-_SAC_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 3e-4,
-    "buffer_size": 100_000,
-    "learning_starts": 1000,
-    "batch_size": 256,
-    "tau": 0.01,
-    "gamma": 0.99,
-    "train_freq": 1,
-    "gradient_steps": 1,
-    "ent_coef": "auto",
-    "net_arch": [256, 256],
-    "proj_dim": 64,
-}

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import shutil
 import time
 import zlib
@@ -57,12 +58,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl4rl.config import PROJECT, TRAIN_IN, WorldModelsConfig
+from ssl4rl.config import WorldModelsConfig
 from ssl4rl.data import collect, load_split
 from ssl4rl.data.episodes import Episode
 from ssl4rl.encoders import encoder_meta, load_encoder
 from ssl4rl.envs import DMC_EPISODE_ENV_STEPS, check_env_name, episode_steps, has_rewards, make_env
 from ssl4rl.errors import UserError
+from ssl4rl.fields import build
 from ssl4rl.runs import log
 from ssl4rl.utils import atomic_path, progress_bar, read_json, resolve_device, write_json, write_text
 from ssl4rl.viz import _save_fig, plt, save_gif, save_image_rows
@@ -72,47 +74,22 @@ from ssl4rl.worldmodels.mdnrnn import MDNRNN, mdn_sample
 from ssl4rl.worldmodels.vae import ConvVAE, ProjectedEncoder
 
 CHECKPOINT = "checkpoint"
+# what a damaged or foreign checkpoint raises (weights_only refuses a pickle payload with UnpicklingError)
+_UNREADABLE = (RuntimeError, KeyError, ValueError, EOFError, TypeError, IndexError, pickle.UnpicklingError)
 OBJECTIVES = (None, "recon")  # V's objective is the VAE's reconstruction; other objectives come as encoder=<folder>
 VARIANTS = ("trained_m", "random_m")
 
 
-# key -> smallest allowed value (checked with one-line errors; None values are skipped)
-_MINIMUMS = {"z_dim": 1, "holdout": 0.01, "vae_steps": 1, "vae_batch": 1, "vae_lr": 1e-12, "kl_tolerance": 0,
-             "hidden": 1, "mixtures": 1, "m_steps": 1, "m_batch": 1, "seq_len": 2, "m_lr": 1e-12, "reward_weight": 0,
-             "temperature": 0, "dream_horizon": 1, "sigma0": 1e-12, "popsize": 3, "rollouts": 1, "generations": 1,
-             "real_popsize": 3, "real_rollouts": 1, "real_generations": 1, "real_check_every": 0, "dream_eval": 1,
-             "ckpt_updates": 1}
-_MAXIMUMS = {"holdout": 0.5}
-
-
 def agent_config(agent: Any) -> WorldModelsConfig:
-    """``cfg.agent`` (a WorldModelsConfig, an OmegaConf node or a dict) as a checked WorldModelsConfig; an unknown
-    option or a value out of range is one UserError line."""
+    """``cfg.agent`` (a WorldModelsConfig, an OmegaConf node or a dict) as a validated WorldModelsConfig; an unknown
+    option or a value outside its declared range is one UserError line."""
     if isinstance(agent, WorldModelsConfig):
         values = dataclasses.asdict(agent)
     else:
         from omegaconf import OmegaConf
 
         values = dict(OmegaConf.to_container(agent, resolve=True) if OmegaConf.is_config(agent) else agent)
-    names = [f.name for f in dataclasses.fields(WorldModelsConfig)]
-    for key in values:
-        if key not in names:
-            raise UserError(f"unknown option agent.{key} for agent=worldmodels; valid: {', '.join(names[1:])}")
-    cfg = WorldModelsConfig(**values)
-    for key, low in _MINIMUMS.items():
-        v = getattr(cfg, key)
-        if v is None and key in ("seq_len", "dream_horizon"):
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low:
-            raise UserError(f"agent.{key}={v!r}: must be a finite number, at least {low:g}")
-        if key in _MAXIMUMS and v > _MAXIMUMS[key]:
-            raise UserError(f"agent.{key}={v}: must be at most {_MAXIMUMS[key]:g}")
-    for key, valid in (("train_in", TRAIN_IN), ("project", PROJECT)):
-        if getattr(cfg, key) not in valid:
-            raise UserError(f"unknown agent.{key} '{getattr(cfg, key)}'; valid: {', '.join(valid)}")
-    if not isinstance(cfg.random_m, bool):
-        raise UserError(f"agent.random_m={cfg.random_m!r}: must be true or false")
-    return cfg
+    return build(WorldModelsConfig, values, "agent.")
 
 
 def check_config(cfg: Any) -> WorldModelsConfig:
@@ -180,7 +157,7 @@ def _optimize(
             opt.load_state_dict(ck["opt"])
             gen.set_state(ck["generator"])
             start, history, recent = int(ck["step"]), [tuple(h) for h in ck["history"]], list(ck["recent"])
-        except (RuntimeError, KeyError, ValueError, EOFError) as e:
+        except _UNREADABLE as e:
             raise UserError(f"{path}: not a checkpoint of this run ({type(e).__name__}); choose a new out=") from None
         log.info(f"{name}: resumed from {path} at step {start}")
     model.train()
@@ -392,7 +369,7 @@ def _evolve(cfg: Any, agent: WorldModelsConfig, v: Any, m: MDNRNN, ev: _Evolutio
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             es, start, ev.log = restore_es(state["es"]), int(state["generation"]), state["log"]
-        except (RuntimeError, KeyError, ValueError, EOFError) as e:
+        except _UNREADABLE as e:
             raise UserError(f"{path}: not a CMA-ES checkpoint of this run ({type(e).__name__}); choose a new out=") from None
         log.info(f"CMA-ES ({ev.tag}): resumed from {path} at generation {start}")
     else:
@@ -488,7 +465,12 @@ def train_worldmodels(cfg: Any, out: str | Path) -> dict[str, Any]:
         with atomic_path(ck / "latents.pt") as tmp:
             torch.save({"train": _encode(v, train_eps), "held": _encode(v, held_eps)}, tmp)
         book.finish("encode", time.perf_counter() - t0)
-    latents = torch.load(ck / "latents.pt", map_location="cpu", weights_only=True)
+    try:
+        latents = torch.load(ck / "latents.pt", map_location="cpu", weights_only=True)
+        if not {"train", "held"} <= set(latents):
+            raise KeyError("train/held")
+    except _UNREADABLE as e:
+        raise UserError(f"{ck / 'latents.pt'}: not a checkpoint of this run ({type(e).__name__}); choose a new out=") from None
 
     # 4. M
     m_dir = out / "worldmodel" / "mdnrnn"
