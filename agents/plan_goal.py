@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import ssl4rl  # noqa: F401
-from ssl4rl.agents.goal import GOAL_ENVS, GoalPlanner, check_goal_image, make_goal_task, run_goal
+from ssl4rl.agents.goal import GOAL_ENVS, GoalPlanner, load_goal_image, make_goal_task, run_goal
 from ssl4rl.cli import run_app, to_yaml
 from ssl4rl.errors import UserError
 from ssl4rl.runs import log, claim_run_dir
@@ -23,22 +23,6 @@ from ssl4rl.viz import save_gif
 from ssl4rl.worldmodels import load_world_model
 
 CHECKPOINT = "checkpoint.json"
-
-
-def _load_goal_image(path: str, image_size: int) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"goal_image={path}: file not found")
-    try:
-        if p.suffix == ".npy":
-            frame = np.load(p, allow_pickle=False)
-        else:
-            import imageio.v3 as iio
-
-            frame = iio.imread(p)
-    except (ValueError, OSError) as e:
-        raise UserError(f"goal_image={path}: not a readable image ({type(e).__name__}); give a .png or .npy") from None
-    return check_goal_image(np.asarray(frame), image_size)
 
 
 def main(cfg) -> None:
@@ -53,12 +37,14 @@ def main(cfg) -> None:
     if not (hasattr(model, "encode") and hasattr(model, "step")):
         raise UserError(f"worldmodel={cfg.worldmodel}: a '{model.kind}' model cannot encode goals; use a C-SWM world model")
     image_size = model.encoder.image_size
-    goal = _load_goal_image(cfg.goal_image, image_size) if cfg.goal_image else None
+    goal = load_goal_image(cfg.goal_image, image_size) if cfg.goal_image else None
     task = make_goal_task(cfg.env, image_size, cfg.seed, (cfg.goal_steps_min, cfg.goal_steps_max))
     horizon = cfg.horizon or (2 if task.discrete else 10)
     planner = GoalPlanner(model, task, horizon, cfg.candidates, cfg.iterations, cfg.top_k, cfg.planner)
     out, _ = claim_run_dir(cfg.out, to_yaml(cfg), resume_file=CHECKPOINT)
     done = read_json(out / CHECKPOINT) if (out / CHECKPOINT).exists() else {"planner": [], "random": []}
+    if not all(isinstance(done.get(arm), list) and all(isinstance(r, dict) for r in done[arm]) for arm in ("planner", "random")):
+        raise UserError(f"{out / CHECKPOINT}: not a goal-planning checkpoint (lists of goal records per arm); choose a new out=")
     goals = 1 if goal is not None else cfg.goals
     arms = {"planner": planner, "random": None} if cfg.random_control else {"planner": planner}
     bar = progress_bar(total=goals * len(arms), initial=sum(len(v) for v in done.values()),

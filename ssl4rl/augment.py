@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 
 # ITU-R BT.601 luma weights (as PIL and torchvision use for grayscale).
 LUMA = (0.299, 0.587, 0.114)
@@ -394,6 +395,16 @@ def gaussian_blur(
 # ----------------------------------------------------------------------------- views
 
 
+def scale_pair(value: Any) -> str | None:
+    """The problem with a crop-scale setting, or None: it must be two area fractions ``[lo, hi]``, ``lo <= hi``."""
+    if not isinstance(value, (list, tuple)):
+        return None  # one number of the pair (its bounds are declared beside the setting)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if len(value) != 2 or not numbers or value[0] > value[1]:
+        return "must be two area fractions [lo,hi] with 0 < lo <= hi <= 1, e.g. [0.2,1.0]"
+    return None
+
+
 @dataclass
 class ViewAug:
     """One SimCLR/BYOL/DINO-style view; each part is skipped when its probability is 0.
@@ -404,18 +415,18 @@ class ViewAug:
     Usable as a Hydra structured config (``OmegaConf.structured(ViewAug)``).
     """
 
-    size: int | None = None
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    flip: float = 0.5
-    jitter: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale: float = 0.2
-    blur: float = 0.0
-    solarize: float = 0.0
-    shift_pad: int = 0
+    size: int | None = setting(None, ge=8, le=1024)
+    crop_scale: tuple[float, float] = setting((0.2, 1.0), gt=0, le=1, check=scale_pair)  # area fractions (lo, hi)
+    flip: float = setting(0.5, ge=0, le=1)
+    jitter: float = setting(0.8, ge=0, le=1)  # probability of the colour jitter
+    brightness: float = setting(0.4, ge=0, le=1)
+    contrast: float = setting(0.4, ge=0, le=1)
+    saturation: float = setting(0.2, ge=0, le=1)
+    hue: float = setting(0.1, ge=0, le=0.5)  # a fraction of a full turn
+    grayscale: float = setting(0.2, ge=0, le=1)
+    blur: float = setting(0.0, ge=0, le=1)
+    solarize: float = setting(0.0, ge=0, le=1)
+    shift_pad: int = setting(0, ge=0, le=64)
 
 
 def apply_view(x: torch.Tensor, aug: ViewAug | Any, generator: torch.Generator | None = None) -> torch.Tensor:

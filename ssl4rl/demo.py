@@ -18,13 +18,17 @@ Every stage is an entry point run as its own process; their logs are in each sta
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from ssl4rl._gl import gl_problem
 from ssl4rl.cli import OneLineParser
+from ssl4rl.envs import make_env
+from ssl4rl.errors import UserError
 from ssl4rl.methods import METHODS
 from ssl4rl.report import summary_table
 from ssl4rl.utils import write_text
@@ -69,6 +73,27 @@ def _pool(jobs: list[list[str]], slots: int = 2) -> None:
             _wait(proc)
 
 
+def _check(a: argparse.Namespace) -> None:
+    """Refuse, in one line, arguments the demo would fail on after minutes of work."""
+    small = [f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if isinstance(v, int) and v < 1]
+    if small:
+        raise UserError(f"{small[0]}: must be at least 1")
+    if a.method not in METHODS:
+        raise UserError(f"unknown method '{a.method}'; valid names: {', '.join(sorted(METHODS))}")
+    if Path(a.out).exists():
+        raise UserError(f"--out {a.out} already exists; choose a new folder (nothing there was changed)")
+    problem = gl_problem(render=True)
+    if problem:
+        raise UserError(problem)
+    if METHODS[a.method].needs_transitions:
+        sizes = ", ".join(f"{env} {make_env(env, obs_type='state').action_space.shape[0]}" for env, _ in FRAME_SET.values())
+        raise UserError(
+            f"--method {a.method} learns from transitions (frame, action, next frame) of one env, but the demo's frame "
+            f"set mixes tasks of different action sizes ({sizes}); choose another method (e.g. --method rotation), or "
+            f"pretrain {a.method} on one task: python pretrain/run.py method={a.method} data.path=<envs/collect.py folder>"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--out", required=True, help="a new folder for every stage's outputs")
@@ -82,15 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                    "each adds about 7 minutes)")
     a = p.parse_args(argv)
     out = Path(a.out)
-    small = [f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if isinstance(v, int) and v < 1]
-    if small:
-        problem = f"{small[0]}: must be at least 1"
-    elif a.method not in METHODS:
-        problem = f"unknown method '{a.method}'; valid names: {', '.join(sorted(METHODS))}"
-    else:
-        problem = f"--out {out} already exists; choose a new folder (nothing there was changed)" if out.exists() else ""
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    try:
+        _check(a)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.time()
     data = {name: out / "data" / name for name in FRAME_SET}

@@ -94,6 +94,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path) -> dict[str, Any]:
     from ssl4rl.config import validate_config
 
     validate_config(cfg)
+    check_data_path(cfg.data)  # before the folder is made
     if dist.rank() > 0:  # rank 0 holds the folder for every process
         return _pretrain(cfg, Path(out))
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))

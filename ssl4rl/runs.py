@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl4rl.errors import UserError, os_error_message
-from ssl4rl.utils import read_json, write_text
+from ssl4rl.utils import MAX_JSON_BYTES, read_json, write_text
 
 log = logging.getLogger("ssl4rl")
 LOCK = ".lock"  # holds the pid of the process that owns the folder, flock-ed for the run's lifetime
@@ -21,7 +21,8 @@ _HELD: dict[Path, tuple[int, bool]] = {}  # folders this process has claimed -> 
 
 
 def claim_run_dir(
-    out: str | Path, config_yaml: str = "", resume_file: str | None = None, safe_keys: tuple[str, ...] = ()
+    out: str | Path, config_yaml: str = "", resume_file: str | None = None, safe_keys: tuple[str, ...] = (),
+    log_file: bool = True,
 ) -> tuple[Path, bool]:
     """The one way a run takes its folder ``out``: create it for a new run, or reopen it to resume if it holds
     ``resume_file``, and hold an exclusive lock on it until the process ends (``release_run_dir`` ends it sooner).
@@ -30,30 +31,35 @@ def claim_run_dir(
     another run's outputs unless it is resumable, so a run never overwrites earlier results; a folder left with
     only config.yaml/log.txt/tb by a run that failed early is reused. A resumed run must have the settings it
     started with (``config.yaml``); only ``safe_keys`` may differ. Temporary files left by a killed write are
-    removed; a read-only, full or forbidden disk is one line naming the fix. Claiming a folder this process
-    already holds returns the first claim's answer. Returns (folder, resuming).
+    removed; a read-only, full or forbidden disk is one line naming the fix. With ``log_file`` ssl4rl's log
+    goes to ``out/log.txt`` too. Claiming a folder this process already holds returns the first claim's
+    answer. Returns (folder, resuming).
     """
     out = Path(out)
     key = out.resolve()
     if key in _HELD:
         return out, _HELD[key][1]
     try:
-        return _claim(out, key, config_yaml, resume_file, safe_keys)
+        claim = _claim(out, key, config_yaml, resume_file, safe_keys)
     except OSError as e:
         message = os_error_message(e)
         if message is None:
             raise
         raise UserError(message) from None
+    if log_file:
+        setup_logging(out / "log.txt")
+    return claim
 
 
 @contextlib.contextmanager
 def claimed_run_dir(
-    out: str | Path, config_yaml: str = "", resume_file: str | None = None, safe_keys: tuple[str, ...] = ()
+    out: str | Path, config_yaml: str = "", resume_file: str | None = None, safe_keys: tuple[str, ...] = (),
+    log_file: bool = True,
 ) -> Iterator[tuple[Path, bool]]:
     """``claim_run_dir`` for the span of a ``with`` block (the Python API): the lock is released at its end,
     unless the folder was already claimed by this process before (the command line's claim)."""
     held_before = Path(out).resolve() in _HELD
-    claim = claim_run_dir(out, config_yaml, resume_file, safe_keys)
+    claim = claim_run_dir(out, config_yaml, resume_file, safe_keys, log_file)
     try:
         yield claim
     finally:
@@ -94,7 +100,6 @@ def _claim(out: Path, key: Path, config_yaml: str, resume_file: str | None,
         os.close(fd)
         raise
     _HELD[key] = (fd, resuming)
-    setup_logging(out / "log.txt")
     return out, resuming
 
 
@@ -153,8 +158,10 @@ def check_same_config(out: Path, config_yaml: str, safe_keys: tuple[str, ...] = 
     import yaml
 
     try:
+        if (out / "config.yaml").stat().st_size > MAX_JSON_BYTES:
+            raise OSError("larger than any config ssl4rl writes")
         saved = _flat(yaml.safe_load((out / "config.yaml").read_text()) or {})
-    except (OSError, yaml.YAMLError, RecursionError, AttributeError) as e:
+    except (OSError, ValueError, yaml.YAMLError, RecursionError, AttributeError) as e:
         raise UserError(f"{out}/config.yaml: unreadable ({type(e).__name__}); cannot check the settings to resume, "
                         "choose a new out=") from None
     new = _flat(yaml.safe_load(config_yaml) or {})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,31 +74,58 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, turning a missing or malformed file into a one-line UserError."""
+MAX_JSON_BYTES = 64 << 20  # larger than any JSON file ssl4rl writes
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON object from a file (every JSON file ssl4rl writes holds one). A missing, oversized
+    (``MAX_JSON_BYTES``), malformed, too deeply nested or non-object file is a one-line UserError."""
     path = Path(path)
+    fix = "delete or regenerate it"
     try:
-        return json.loads(path.read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)  # bounded: a FIFO or /dev/zero reports no size
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
+    except OSError as e:
+        raise UserError(f"{path}: not readable ({e.strerror or type(e).__name__})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise UserError(f"{path}: more than {human_bytes(MAX_JSON_BYTES)}, larger than any JSON file ssl4rl writes; {fix}")
+    try:
+        obj = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+        raise UserError(f"{path}: not valid JSON ({e}); {fix}") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be a file ssl4rl wrote; {fix}") from None
+    if not isinstance(obj, dict):
+        kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(obj), "number")
+        raise UserError(f"{path}: holds a JSON {kind}, not an object; {fix}")
+    return obj
+
+
+def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
+    major, _ = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(f)
+    return shape, dtype
 
 
 def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every array in an ``.npz`` file, read from the headers alone, so a file that
-    claims a huge array is refused before anything is allocated. Unreadable files raise ValueError."""
+    """Shape and dtype of every array in an ``.npz`` file (or of the one array of an ``.npy`` file, key ''), read
+    from the headers alone, so a file that claims a huge array is refused before anything is allocated.
+    Unreadable files raise ValueError."""
     import zipfile
 
     shapes = {}
     try:
+        with open(path, "rb") as f:
+            if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+                f.seek(0)
+                return {"": _npy_header(f)}
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
                 with z.open(info) as f:
-                    major, _ = np.lib.format.read_magic(f)
-                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read_header(f)
-                shapes[info.filename.removesuffix(".npy")] = (shape, dtype)
+                    shapes[info.filename.removesuffix(".npy")] = _npy_header(f)
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{type(e).__name__}: {e}") from None
     return shapes
@@ -112,11 +140,39 @@ def checked_npz_headers(path: str | os.PathLike, what: str, fix: str) -> dict[st
     try:
         headers = npz_headers(path)
     except ValueError as e:
-        raise UserError(f"{path}: not a readable {what} ({e}); {fix}") from None
+        raise UserError(f"{path}: not a readable {what} ({_first_line(e)}); {fix}") from None
     for name, (_, dtype) in headers.items():
         if dtype.hasobject:
             raise UserError(f"{path}: array {name} holds Python objects, not numbers; {fix}")
     return headers
+
+
+def checked_np_load(path: str | os.PathLike, what: str, fix: str, expect: Mapping[str, Any] | None = None) -> Any:
+    """``np.load(path, allow_pickle=False)`` of an ``.npy`` or ``.npz`` file after its headers are checked
+    (``checked_npz_headers``; with ``expect``, each named array must be there, with that dtype unless None; all
+    arrays together must fit in memory), so bad files give one UserError line naming the file and the ``fix``.
+    Returns what ``np.load`` does: an array, or an ``NpzFile`` to use as a context manager."""
+    import zipfile
+
+    path = Path(path)
+    headers = checked_npz_headers(path, what, fix)
+    missing = [k for k in expect or {} if k not in headers]
+    if missing:
+        raise UserError(f"{path}: not a complete {what} (missing {', '.join(missing)}); {fix}")
+    for name, dtype in (expect or {}).items():
+        if dtype is not None and headers[name][1] != np.dtype(dtype):
+            raise UserError(f"{path}: array {name} is {headers[name][1]}, expected {np.dtype(dtype)}; {fix}")
+    check_memory(sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values()),
+                 f"{path}: loading this {what}", fix)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {_first_line(e)}); {fix}") from None
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's message cut to one short line (numpy's header errors span several)."""
+    return (str(e).splitlines() or [""])[0][:200]
 
 
 def _json_default(o: Any) -> Any:

@@ -7,12 +7,15 @@ the entry points do before anything runs); cases that need files or a running ta
 API cases assert one ``UserError`` (a ``ValueError``) with a one-line message naming the value.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -20,13 +23,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from ssl4rl.cli import _guard, prevalidate
+import ssl4rl.utils
+from ssl4rl import _gl
+from ssl4rl.augment import ViewAug
+from ssl4rl.cli import _guard, _prevalidate, prevalidate
 from ssl4rl.data import FrameDataset, PairDataset, SequenceDataset, collect, load_episode
-from ssl4rl.data.episodes import KEYS
-from ssl4rl.encoders import build_encoder, load_encoder, save_encoder
+from ssl4rl.data.episodes import KEYS, Episode
+from ssl4rl.data.images import load_cifar10, open_images
+from ssl4rl.data.sources import MemorySource
+from ssl4rl.encoders import ARCHS, ViTEncoder, build_encoder, check_backbone, load_encoder, random_like, save_encoder
+from ssl4rl.encoders.base import EncoderConfig
+from ssl4rl.encoders.timm_any import create_timm_model
 from ssl4rl.envs import make_env
 from ssl4rl.errors import UserError
+from ssl4rl.fields import field_names, validate
+from ssl4rl.methods import METHODS, MethodConfig, default_config
+from ssl4rl.parts.multicrop import MultiCrop
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -44,7 +58,9 @@ class Payload:
 
 
 def _checksums(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    """sha256 of every file under ``root`` but run-folder locks (``.lock`` names the pid that last held it)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +310,7 @@ def _agent_copy(killed, dst: Path, marker: Path, where: str) -> list[str]:
     return ["agents/train.py", *[a for a in args if not a.startswith("out=")], f"out={dst}"]
 
 
-HUGE = {"kwargs.embed_dim": 8192, "kwargs.depth": 512}  # each number plausible, the model 400 billion parameters
+HUGE = {"kwargs.embed_dim": 8192, "kwargs.depth": 64}  # each number plausible, the model 400 billion parameters
 PRETRAIN_ARGS = ["method=simclr", "backbone.image_size=32", "backbone.embed_dim=16", "backbone.depth=1",
                  "backbone.num_heads=2", "method.batch_size=4", "steps=4", "ckpt_every=1", "device=cpu"]
 
@@ -657,3 +673,575 @@ def test_out_without_permission_is_one_line(tmp_path, unchanged):
     p = _collect_into(locked / "run", user=user)
     assert p.returncode == 2, p.stderr[-2000:]
     _one_line(p.stderr, "error:", "permission denied")
+
+
+# === the declared range of every method, augmentation and backbone field; encoder.json kwargs and the timm allowlist ===
+
+BACKBONES = sorted((CONFIGS / "backbone").glob("*.yaml"))
+PRETRAIN = ["data.path=x"]
+
+
+
+# --- the command line (in-process, as each entry point does before anything runs) -------------------
+
+CLI_CASES = [
+    (["method=mae", "method.mask_ratio=1.0"], "method.mask_ratio=1.0"),
+    (["method=mae", "method.mask_ratio=0"], "method.mask_ratio=0"),
+    (["method=simclr", "method.aug.jitter=-1"], "method.aug.jitter=-1"),
+    (["method=simclr", "method.aug.hue=0.7"], "method.aug.hue=0.7"),
+    (["method=moco", "method.queue_size=-1"], "method.queue_size=-1"),
+    (["method=swav", "method.n_prototypes=0"], "method.n_prototypes=0"),
+    (["method=simclr", "method.temperature=0"], "method.temperature=0"),
+    (["method=simclr", "method.optimizer=adam"], "adam"),
+    (["method=simclr", "method.momentum=1.5"], "method.momentum=1.5"),
+    (["method=simclr", "method.batch_size=10000000"], "method.batch_size=10000000"),
+    (["method=simclr", "method.proj_dim=1000000"], "method.proj_dim=1000000"),
+    (["method=simclr", "method.aug.crop_scale=[0.9,0.2]"], "method.aug.crop_scale=[0.9,0.2]"),
+    (["method=dino", "method.crops.local_scale=[0.5,1.0]"], "method.crops.local_scale"),
+    (["method=dino", "method.teacher_temp_start=0.09"], "method.teacher_temp_start=0.09"),
+    (["method=cpc", "method.patch_stride=32"], "method.patch_stride=32"),
+    (["method=deepcluster", "method.num_clusters=1"], "method.num_clusters=1"),
+    (["method=inpainting", "method.mask=ring"], "ring"),
+    (["method=cswm", "method.extractor=huge"], "huge"),
+    (["backbone.embed_dim=-4"], "backbone.embed_dim=-4"),
+    (["backbone.patch_size=0"], "backbone.patch_size=0"),
+    (["backbone.patch_size=7"], "backbone.patch_size=7"),
+    (["backbone.pool=max"], "max"),
+    (["backbone=timm", "+backbone.model_kwargs.checkpoint_path=/etc/passwd"], "checkpoint_path"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", CLI_CASES, ids=[" ".join(a) for a, _ in CLI_CASES])
+def test_bad_method_or_backbone_setting_is_refused_in_one_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        _guard(lambda: _prevalidate(CONFIGS, "pretrain", [*PRETRAIN, *argv]))
+    assert e.value.code == 2
+    _one_line(capsys.readouterr().err, "error:", needle)
+
+
+# --- the Python API: validate() on the config, check_backbone() and the constructors ------------------
+
+FIELD_API_CASES = {
+    "mae mask_ratio=1.0": (lambda: validate(default_config("mae", mask_ratio=1.0), "method."), "method.mask_ratio=1.0"),
+    "ViewAug jitter=-1": (lambda: validate(ViewAug(jitter=-1)), "jitter=-1"),
+    "ViewAug size=4": (lambda: validate(ViewAug(size=4)), "size=4"),
+    "moco queue_size=-1": (lambda: validate(default_config("moco", queue_size=-1), "method."), "method.queue_size=-1"),
+    "swav n_prototypes=0": (lambda: validate(default_config("swav", n_prototypes=0), "method."), "method.n_prototypes=0"),
+    "simclr temperature=0": (lambda: validate(default_config("simclr", temperature=0), "method."), "method.temperature=0"),
+    "optimizer=adam": (lambda: validate(default_config("byol", optimizer="adam"), "method."), "method.optimizer=adam"),
+    "crop_scale lo > hi": (lambda: validate(default_config("simclr", aug=ViewAug(crop_scale=(0.9, 0.2))), "method."),
+                           "method.aug.crop_scale=[0.9,0.2]"),
+    "MultiCrop local above global": (lambda: validate(MultiCrop(local_scale=(0.5, 1.0))), "local_scale"),
+    "dino teacher_temp above student_temp": (lambda: validate(default_config("dino", teacher_temp=0.2), "method."),
+                                             "method.teacher_temp=0.2"),
+    "mae decoder_dim/heads": (lambda: validate(default_config("mae", decoder_dim=66), "method."), "method.decoder_dim=66"),
+    "build_method validates": (lambda: _build_method("mae", mask_ratio=1.0), "method.mask_ratio=1.0"),
+    "vit embed_dim=-4": (lambda: check_backbone("vit", {"embed_dim": -4}), "backbone.embed_dim=-4"),
+    "vit patch_size=0": (lambda: check_backbone("vit", {"patch_size": 0}), "backbone.patch_size=0"),
+    "vit patch_size=7 at 64 px": (lambda: check_backbone("vit", {"image_size": 64, "patch_size": 7}), "backbone.patch_size=7"),
+    "vit too many tokens": (lambda: check_backbone("vit", {"image_size": 1024, "patch_size": 2}), "262144"),
+    "vit std=0": (lambda: check_backbone("vit", {"std": [0.2, 0.0, 0.2]}), "backbone.std"),
+    "vit mean of 2 numbers": (lambda: check_backbone("vit", {"mean": [0.5, 0.5]}), "backbone.mean"),
+    "ViTEncoder(patch_size=0)": (lambda: ViTEncoder(image_size=32, patch_size=0), "patch_size=0"),
+    "build_encoder embed_dim=-4": (lambda: build_encoder("vit", **{**TINY_VIT, "embed_dim": -4}), "embed_dim=-4"),
+    "unknown arch": (lambda: check_backbone("transformer9000", {}), "transformer9000"),
+    "unknown kwarg": (lambda: check_backbone("vit", {"colour": "red"}), "backbone.colour"),
+    "conv too deep": (lambda: check_backbone("conv", {"image_size": 16, "layers": 8}), "backbone.layers=8"),
+    "resnet depth=101": (lambda: check_backbone("resnet", {"depth": 101}), "backbone.depth=101"),
+    "timm checkpoint_path": (lambda: check_backbone("timm", {"model_kwargs": {"checkpoint_path": "/etc/passwd"}}),
+                             "checkpoint_path"),
+    "timm pretrained_cfg_overlay": (
+        lambda: check_backbone("timm", {"model_kwargs": {"pretrained_cfg_overlay": {"file": "/x"}}}), "pretrained_cfg_overlay"),
+    "timm in_chans": (lambda: check_backbone("timm", {"model_kwargs": {"in_chans": 1}}), "in_chans"),
+    "timm drop_path_rate=2": (lambda: check_backbone("timm", {"model_kwargs": {"drop_path_rate": 2.0}}),
+                              "backbone.model_kwargs.drop_path_rate=2.0"),
+    "build_encoder timm cache_dir": (lambda: build_encoder("timm", image_size=32, model_kwargs={"cache_dir": "/tmp"}),
+                                     "cache_dir"),
+    "create_timm_model checkpoint_path": (lambda: create_timm_model("resnet18", {"checkpoint_path": "/etc/passwd"}),
+                                          "checkpoint_path"),
+}
+
+
+def _build_method(name: str, **options):
+    from ssl4rl.methods import MethodContext, build_method
+
+    return build_method(default_config(name, **options), build_encoder("vit", **TINY_VIT), MethodContext())
+
+
+@pytest.mark.parametrize("name", list(FIELD_API_CASES))
+def test_bad_value_is_one_user_error(name):
+    fn, needle = FIELD_API_CASES[name]
+    with pytest.raises(UserError) as e:
+        fn()
+    assert isinstance(e.value, ValueError)
+    assert "\n" not in str(e.value) and needle in str(e.value), str(e.value)
+
+
+def test_timm_allowed_options_still_build():
+    enc = build_encoder("timm", image_size=32, model_name="vit_tiny_patch16_224",
+                        model_kwargs={"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2,
+                                      "drop_path_rate": 0.1})
+    assert enc.feature_dim == 32
+
+
+# --- encoder.json ---------------------------------------------------------------------------------
+
+
+
+@pytest.fixture(scope="module")
+def saved_encoder(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_encoder(build_encoder("vit", **TINY_VIT), tmp_path_factory.mktemp("enc") / "encoder", method="test")
+
+
+def _encoder_changed(folder: Path, saved_encoder: Path, change) -> Path:
+    folder.mkdir(parents=True)
+    meta = json.loads((saved_encoder / "encoder.json").read_text())
+    change(meta)
+    (folder / "encoder.json").write_text(json.dumps(meta))
+    (folder / "encoder.safetensors").write_bytes((saved_encoder / "encoder.safetensors").read_bytes())
+    return folder
+
+
+def _timm_reading(marker: Path, checkpoint: Path):
+    def change(meta):
+        with open(checkpoint, "wb") as f:
+            pickle.dump({"state_dict": Payload(marker)}, f)
+        meta["arch"] = "timm"
+        meta["kwargs"] = {"image_size": 32, "mean": meta["kwargs"]["mean"], "std": meta["kwargs"]["std"],
+                          "model_name": "resnet18", "model_kwargs": {"checkpoint_path": str(checkpoint)}}
+    return change
+
+
+META_CASES = {
+    "no normalization": (lambda meta: meta.pop("normalization"), "normalization"),
+    "normalization not a mapping": (lambda meta: meta.update(normalization="imagenet"), "normalization"),
+    "normalization without std": (lambda meta: meta["normalization"].pop("std"), "normalization.std"),
+    "std of 0": (lambda meta: meta["normalization"].update(std=[0.25, 0.0, 0.25]), "normalization.std"),
+    "mean of 2 numbers": (lambda meta: meta["normalization"].update(mean=[0.5, 0.5]), "normalization.mean"),
+    "mean of strings": (lambda meta: meta["normalization"].update(mean=["a", "b", "c"]), "normalization.mean"),
+    "kwargs.embed_dim=-4": (lambda meta: meta["kwargs"].update(embed_dim=-4), "kwargs.embed_dim=-4"),
+    "kwargs.patch_size=0": (lambda meta: meta["kwargs"].update(patch_size=0), "kwargs.patch_size=0"),
+    "kwargs.patch_size=7": (lambda meta: meta["kwargs"].update(patch_size=7), "kwargs.patch_size=7"),
+    "unknown kwarg": (lambda meta: meta["kwargs"].update(colour="red"), "kwargs.colour"),
+}
+
+
+@pytest.mark.parametrize("name", list(META_CASES))
+@pytest.mark.parametrize("loader", [load_encoder, random_like], ids=["load_encoder", "random_like"])
+def test_bad_encoder_json_is_one_line_naming_the_file(name, loader, saved_encoder, tmp_path):
+    change, needle = META_CASES[name]
+    folder = _encoder_changed(tmp_path / "enc", saved_encoder, change)
+    with pytest.raises(UserError) as e:
+        loader(folder)
+    msg = str(e.value)
+    assert "\n" not in msg and needle in msg and str(folder / "encoder.json") in msg, msg
+
+
+def test_encoder_json_cannot_make_timm_read_a_file(saved_encoder, tmp_path):
+    marker = tmp_path / "marker"
+    folder = _encoder_changed(tmp_path / "enc", saved_encoder, _timm_reading(marker, tmp_path / "evil.pth"))
+    for loader in (load_encoder, random_like):
+        with pytest.raises(UserError) as e:
+            loader(folder)
+        msg = str(e.value)
+        assert "\n" not in msg and "checkpoint_path" in msg and str(folder / "encoder.json") in msg, msg
+    assert not marker.exists()
+
+
+def test_saved_encoders_still_load(saved_encoder):
+    assert load_encoder(saved_encoder).config() == build_encoder("vit", **TINY_VIT).config()
+
+
+# --- every default is valid, every field declares its range ---------------------------------------
+
+
+def _configs() -> list[type]:
+    return [*(cls.Config for cls in METHODS.values()), ViewAug, MultiCrop,
+            *(cls.Config for cls in ARCHS.values() if cls.Config is not None)]
+
+
+def test_every_default_validates_and_every_backbone_yaml_passes():
+    for name in METHODS:
+        validate(default_config(name), "method.")
+    validate(ViewAug())
+    validate(MultiCrop())
+    for path in BACKBONES:
+        cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        check_backbone(cfg.pop("arch"), cfg, f"{path.name}: ")
+
+
+@pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
+def test_every_field_declares_its_range(cls):
+    """Each field but switches and nested configs has a declaration; a method's own default for a field it
+    inherits keeps the parent's range."""
+    for f in dataclasses.fields(cls):
+        nested = f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())
+        if f.type in ("bool", bool) or nested:
+            continue
+        assert "rule" in f.metadata, f"{cls.__name__}.{f.name} declares no range"
+        for base in cls.__mro__[1:]:
+            if issubclass(base, MethodConfig) and f.name in field_names(base):
+                inherited = next(g for g in dataclasses.fields(base) if g.name == f.name)
+                assert f.metadata["rule"] == inherited.metadata["rule"], f"{cls.__name__}.{f.name} changes its range"
+
+
+@pytest.mark.parametrize("arch,kwargs", [("vit", TINY_VIT), ("conv", {"image_size": 32}), ("resnet", {"image_size": 32}),
+                                         ("timm", {"image_size": 32})])
+def test_arch_config_lists_exactly_the_saved_kwargs(arch, kwargs):
+    enc = build_encoder(arch, **kwargs)
+    assert issubclass(ARCHS[arch].Config, EncoderConfig)
+    assert set(field_names(ARCHS[arch].Config)) == set(enc.config())
+    check_backbone(arch, enc.config())
+
+
+# === bounded reads: array headers, JSON size and depth, allocations derived from settings ============
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def _raises_one_line(fn, *needles: str) -> str:
+    with pytest.raises(UserError) as e:
+        fn()
+    msg = str(e.value)
+    assert isinstance(e.value, ValueError) and "\n" not in msg, msg
+    for n in needles:
+        assert n in msg, msg
+    return msg
+
+
+def _huge_header_npy(path: Path) -> Path:
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 3, 10**6)})
+    return path
+
+
+def _replay_claiming(path: Path, observations: tuple[int, ...]) -> Path:
+    """A replay.npz of headers only (order, pos, full and observations of the given shape)."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, (descr, shape) in {"order": ("<i8", (10,)), "pos": ("<i8", ()), "full": ("|b1", ()),
+                                     "observations": ("<f4", observations)}.items():
+            with z.open(f"{name}.npy", "w") as f:
+                np.lib.format.write_array_header_2_0(f, {"descr": descr, "fortran_order": False, "shape": shape})
+    return path
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv, "progress=false"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from ssl4rl.encoders import build_encoder, save_encoder
+
+    torch.manual_seed(0)
+    return save_encoder(build_encoder("vit", **TINY_VIT), tmp_path_factory.mktemp("enc") / "encoder", method="test")
+
+
+def _dataset_with_meta(src: Path, dst: Path, meta: str) -> Path:
+    shutil.copytree(src, dst)
+    (dst / "meta.json").write_text(meta)
+    return dst
+
+
+# --- array files: headers are checked against memory before anything is allocated ---------------------
+
+
+def test_replay_buffer_claiming_a_huge_array_is_refused_when_the_checkpoint_is_read(tmp_path):
+    from ssl4rl.agents import checkpoint
+
+    ck = tmp_path / "run" / checkpoint.CHECKPOINT
+    ck.mkdir(parents=True)
+    torch.save({"log": {}}, ck / "state.pt")
+    _replay_claiming(ck / "replay.npz", (10**9, 3, 84, 84))
+    _raises_one_line(lambda: checkpoint.read(tmp_path / "run"), "replay.npz", "TiB", "choose a new out=")
+
+
+def test_replay_buffer_array_fitting_the_rows_but_not_memory_is_refused(tmp_path):
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    from ssl4rl.agents import checkpoint
+
+    space = spaces.Box(-1, 1, (4,), np.float32)
+    path = _replay_claiming(tmp_path / "replay.npz", (10, 10**12))
+    _raises_one_line(lambda: checkpoint._unpack_buffer(path, ReplayBuffer(10, space, space, n_envs=1)),
+                     "replay.npz", "needs", "choose a new out=")
+
+
+def test_goal_npy_claiming_a_huge_array_is_refused(tmp_path):
+    from ssl4rl.agents.goal import load_goal_image
+
+    path = _huge_header_npy(tmp_path / "goal.npy")
+    _raises_one_line(lambda: load_goal_image(path, 50), "goal.npy", "TiB")
+
+
+def test_goal_npy_of_python_objects_is_refused_unread(tmp_path):
+    from ssl4rl.agents.goal import load_goal_image
+
+    path = tmp_path / "goal.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    _raises_one_line(lambda: load_goal_image(path, 50), "goal.npy", "Python objects")
+
+
+def test_goal_png_of_the_wrong_size_is_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    from ssl4rl.agents.goal import load_goal_image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "goal.png")
+    _raises_one_line(lambda: load_goal_image(tmp_path / "goal.png", 50), "goal.png", "64x64", "50x50")
+    Image.new("RGB", (50, 50), (255, 0, 0)).save(tmp_path / "ok.png")
+    assert load_goal_image(tmp_path / "ok.png", 50).shape == (3, 50, 50)
+
+
+def test_checked_np_load_checks_expected_arrays(tmp_path):
+    from ssl4rl.utils import checked_np_load
+
+    np.savez(tmp_path / "a.npz", x=np.zeros(3, np.float64))
+    _raises_one_line(lambda: checked_np_load(tmp_path / "a.npz", "thing", "fix it", {"x": None, "y": None}),
+                     "a.npz", "missing y", "fix it")
+    _raises_one_line(lambda: checked_np_load(tmp_path / "a.npz", "thing", "fix it", {"x": np.float32}),
+                     "a.npz", "float64", "float32")
+    with checked_np_load(tmp_path / "a.npz", "thing", "fix it", {"x": np.float64}) as z:
+        assert z["x"].shape == (3,)
+
+
+# --- JSON: size-capped, depth-safe, objects only ---------------------------------------------------
+
+
+def _deep_encoder(folder: Path, encoder: Path) -> Path:
+    shutil.copytree(encoder, folder)
+    (folder / "encoder.json").write_text(DEEP)
+    return folder
+
+
+def test_deeply_nested_json_is_one_line_wherever_it_is_read(tmp_path, encoder, tiny_dataset):
+    from ssl4rl.data import dataset_meta
+    from ssl4rl.encoders import encoder_meta
+    from ssl4rl.report import summary_table
+    from ssl4rl.worldmodels import load_world_model
+
+    enc = _deep_encoder(tmp_path / "enc", encoder)
+    _raises_one_line(lambda: encoder_meta(enc), "encoder.json", "nested too deeply")
+    data = _dataset_with_meta(tiny_dataset, tmp_path / "data", DEEP)
+    _raises_one_line(lambda: dataset_meta(data), "meta.json", "nested too deeply")
+    wm = _tiny_cswm(tmp_path / "wm")
+    (wm / "model.json").write_text(DEEP)
+    _raises_one_line(lambda: load_world_model(wm), "model.json", "nested too deeply")
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "results.json").write_text(DEEP)
+    _raises_one_line(lambda: summary_table(tmp_path / "runs"), "results.json", "nested too deeply")
+
+
+def test_json_over_the_cap_is_refused_before_parsing(tmp_path, monkeypatch):
+    from ssl4rl.utils import read_json
+
+    monkeypatch.setattr(ssl4rl.utils, "MAX_JSON_BYTES", 100)
+    (tmp_path / "results.json").write_text(json.dumps({"x": "y" * 200}))
+    _raises_one_line(lambda: read_json(tmp_path / "results.json"), "results.json", "100 B")
+
+
+def test_dataset_meta_that_is_not_an_object_is_refused(tmp_path, tiny_dataset):
+    from ssl4rl.data import dataset_meta
+
+    for i, (meta, needle) in enumerate([("[1, 2]", "list"), ("3", "number"), ('{"state_names": 5}', "state_names")]):
+        data = _dataset_with_meta(tiny_dataset, tmp_path / f"d{i}", meta)
+        _raises_one_line(lambda d=data: dataset_meta(d), str(data / "meta.json"), needle)
+    from ssl4rl.eval.harness import load_frame_sets
+
+    data = _dataset_with_meta(tiny_dataset, tmp_path / "short", '{"state_names": ["x"]}')
+    _raises_one_line(lambda: load_frame_sets([data]), str(data / "meta.json"), "1 state_names")
+
+
+# --- settings whose allocations would not fit in memory ---------------------------------------------
+
+
+def test_eval_pixels_size_too_large_for_memory_is_refused(tmp_path, encoder, tiny_dataset):
+    from ssl4rl.eval.harness import evaluate
+
+    before = _checksums(tiny_dataset)
+    _raises_one_line(lambda: evaluate([encoder], tiny_dataset, out=tmp_path / "e", pixels_size=100_000, device="cpu",
+                                      progress=False), "pixels_size=100000", "raw-pixel baseline", "pixels_size=16")
+    assert _checksums(tiny_dataset) == before and not (tmp_path / "e").exists()
+
+
+class _Task:
+    discrete, action_dim, budget = False, 2, 5
+
+
+class _WideModel:
+    """A latent model with a million-value state."""
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(frames), 10**6)
+
+    def step(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+def test_goal_planning_candidates_too_large_for_memory_are_refused(monkeypatch):
+    from ssl4rl.agents.goal import GoalPlanner
+
+    monkeypatch.setattr(ssl4rl.utils, "available_memory", lambda: 1 << 30)
+    _raises_one_line(lambda: GoalPlanner(_WideModel(), _Task(), horizon=10, candidates=10**9, iterations=1, top_k=1),
+                     "candidates=1000000000", "horizon=10", "fewer candidates")
+    planner = GoalPlanner(_WideModel(), _Task(), horizon=10, candidates=300, iterations=1, top_k=1)
+    frame = np.zeros((3, 8, 8), np.uint8)
+    _raises_one_line(lambda: planner.act(frame, torch.zeros(1, 10**6), torch.Generator()),
+                     "candidates=300", "1000000 latent values", "fewer candidates")
+
+
+# --- entry points: exit status 2, one error line, inputs untouched ---------------------------------
+
+
+def _refused(p: subprocess.CompletedProcess, *needles: str) -> None:
+    assert p.returncode == 2, p.stderr[-2000:]
+    _one_line(p.stderr, "error:", *needles)
+
+
+def test_eval_cli_refuses_a_meta_json_list_and_a_huge_pixels_size(tmp_path, encoder, tiny_dataset):
+    data = _dataset_with_meta(tiny_dataset, tmp_path / "data", "[]")
+    before = _checksums(tmp_path)
+    _refused(_cli("pretrain/eval.py", f"encoder={encoder}", f"data.path={data}", f"out={tmp_path / 'e1'}"), "meta.json")
+    _refused(_cli("pretrain/eval.py", f"encoder={encoder}", f"data.path={tiny_dataset}", "pixels_size=100000",
+                  f"out={tmp_path / 'e2'}"), "pixels_size=100000")
+    assert {k: v for k, v in _checksums(tmp_path).items() if k in before} == before
+
+
+def test_plan_goal_cli_refuses_a_deep_model_json_and_a_huge_goal_npy(tmp_path):
+    wm = _tiny_cswm(tmp_path / "wm")
+    deep = tmp_path / "deep"
+    shutil.copytree(wm, deep)
+    (deep / "model.json").write_text(DEEP)
+    goal = _huge_header_npy(tmp_path / "goal.npy")
+    before = _checksums(tmp_path)
+    _refused(_cli("agents/plan_goal.py", f"worldmodel={deep}", f"out={tmp_path / 'g1'}"), "model.json")
+    _refused(_cli("agents/plan_goal.py", f"worldmodel={wm}", f"goal_image={goal}", f"out={tmp_path / 'g2'}"), "goal.npy")
+    assert {k: v for k, v in _checksums(tmp_path).items() if k in before} == before
+
+
+# === GL backend faults, CIFAR-10's pickled version, transitions of mixed action sizes ================
+
+def _run(args: list[str], **env_change: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", *env_change)}
+    env.update({k: v for k, v in env_change.items() if v is not None})
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+# --- MUJOCO_GL ----------------------------------------------------------------------------------------
+
+GL_CASES = {"glx without an X display": ("glx", "DISPLAY is unset"), "misspelt backend": ("eggl", "not a rendering backend")}
+
+
+@pytest.mark.parametrize("name", GL_CASES)
+def test_collect_refuses_an_unusable_gl_backend_in_one_line(name, tmp_path):
+    value, needle = GL_CASES[name]
+    out = tmp_path / "c"
+    proc = _run(["envs/collect.py", "episodes=1", f"out={out}", "image_size=32", "progress=false"],
+                MUJOCO_GL=value, DISPLAY=None)
+    assert proc.returncode == 2, proc.stderr
+    _one_line(proc.stderr, "error:", f"MUJOCO_GL={value}", needle, "use MUJOCO_GL=")
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() or not [p.name for p in out.iterdir() if p.suffix == ".npz" or p.name == "meta.json"]
+
+
+API_CODE = textwrap.dedent(
+    """
+    import ssl4rl
+    from ssl4rl.envs import make_env
+    from ssl4rl.errors import UserError
+
+    for name, options in (("dmc_cartpole", {}), ("cubes3d", {}), ("dmc_cartpole", {"obs_type": "state"})):
+        try:
+            make_env(name, **options).reset(seed=0)
+            print(name, "ok")
+        except UserError as e:
+            print(name, "refused:", e)
+    """
+)
+
+
+def test_rendering_disabled_refuses_pixel_envs_and_keeps_state_envs():
+    lines = _run(["-c", API_CODE], MUJOCO_GL="disabled").stdout.splitlines()
+    assert len(lines) == 3 and lines[2] == "dmc_cartpole ok", lines
+    for line in lines[:2]:
+        _one_line(line, "refused: MUJOCO_GL=disabled switches rendering off", "use MUJOCO_GL=")
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """Sets which GL libraries 'are installed' (``installed('EGL')``); ``ssl4rl._gl``'s state and the GL variables
+    are restored afterwards."""
+    monkeypatch.setattr(_gl, "_asked", _gl._asked)
+    for name in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    return lambda *libs: monkeypatch.setattr(_gl, "_has_lib", lambda lib: lib in libs)
+
+
+def test_gl_problem_names_the_missing_library_or_display(installed, monkeypatch):
+    installed("EGL")
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    _gl.select_gl_backend()
+    assert _gl.gl_problem(render=False) == ("MUJOCO_GL=osmesa needs libOSMesa, which is not installed: "
+                                            "apt-get install libosmesa6, or use MUJOCO_GL=egl (or unset MUJOCO_GL)")
+    installed("OSMesa")
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    _gl.select_gl_backend()
+    assert _gl.gl_problem(render=False) == ("MUJOCO_GL=egl needs libEGL, which is not installed: "
+                                            "apt-get install libegl1, or use MUJOCO_GL=osmesa")
+    installed()
+    monkeypatch.delenv("MUJOCO_GL")
+    assert _gl.select_gl_backend() == "egl"
+    assert _gl.gl_problem(render=True).startswith("no headless OpenGL library found (libEGL, libOSMesa); install")
+    installed("EGL")
+    monkeypatch.setenv("MUJOCO_GL", "glx")
+    assert _gl.select_gl_backend() == "glfw"  # dm_control's name for it
+    assert _gl.gl_problem(render=False) is None
+    assert _gl.gl_problem(render=True).startswith("MUJOCO_GL=glx opens an X display, but DISPLAY is unset")
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert _gl.gl_problem(render=True) is None
+
+
+# --- CIFAR-10's python version ------------------------------------------------------------------------
+
+
+def test_cifar10_python_version_is_refused_unread(tmp_path):
+    marker = tmp_path / "unpickled.txt"
+    py = tmp_path / "cifar" / "cifar-10-batches-py"
+    py.mkdir(parents=True)
+    for name in ("data_batch_1", "data_batch_2", "test_batch", "batches.meta"):
+        (py / name).write_bytes(pickle.dumps(Payload(marker)))
+    for load in (lambda: open_images("cifar10", py.parent, 32), lambda: open_images("cifar10", py, 32, train=False),
+                 lambda: load_cifar10(py.parent)):
+        with pytest.raises(UserError) as e:
+            load()
+        _one_line(str(e.value), "python version", "never unpickles", "binary version", "cifar-10-batches-bin")
+    assert not marker.exists()
+
+
+# --- transitions of tasks with different action sizes -------------------------------------------------
+
+
+def _episode(folder: str, action_size: int) -> Episode:
+    t = 4
+    return Episode(np.zeros((t + 1, 3, 8, 8), np.uint8), np.zeros((t, action_size), np.float32),
+                   np.zeros(t, np.float32), np.ones(t, np.float32), np.zeros((t + 1, 2), np.float32),
+                   source=f"{folder}/episode_000000.npz")
+
+
+def test_transitions_of_mixed_action_sizes_name_the_sizes_and_folders():
+    eps = [_episode("/d/swingup", 1), _episode("/d/balance", 1), _episode("/d/walker", 6)]
+    with pytest.raises(UserError) as e:
+        MemorySource.from_episodes(eps, 8, positive="temporal", k=1).action_space()
+    _one_line(str(e.value), "1 in /d/balance, /d/swingup; 6 in /d/walker", "one env's episodes")
+    assert MemorySource.from_episodes(eps, 8, positive="temporal", k=2).action_space() == (0, False)
+
+
+def test_demo_refuses_a_transition_method_before_collecting(tmp_path):
+    out = tmp_path / "demo"
+    proc = _run(["-m", "ssl4rl.demo", "--out", str(out), "--method", "cswm"])
+    assert proc.returncode == 2, proc.stderr
+    _one_line(proc.stderr, "error:", "--method cswm", "dmc_walker 6", "--method rotation")
+    assert not out.exists()

@@ -1,5 +1,4 @@
 import json
-import logging
 
 import pytest
 import torch
@@ -199,8 +198,7 @@ def _weights(folder):
     return load_file(str(folder / "encoder" / "encoder.safetensors"))
 
 
-def test_pretrain_writes_outputs_and_resumes(tiny_dataset, tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("ssl4rl"), "propagate", True)
+def test_pretrain_writes_outputs_and_resumes(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     res = pretrain(tiny_dataset, out, steps=6, **TINY)
     assert res["steps"] == 6 and res["method"] == "mae" and res["arch"] == "vit"
@@ -223,19 +221,16 @@ def test_pretrain_writes_outputs_and_resumes(tiny_dataset, tmp_path, caplog, mon
     first_png = out / "recon_step0000003.png"
     first_png_mtime = first_png.stat().st_mtime_ns
 
-    # resume with more steps: continues from step 6, does not start over
+    # a resume takes the settings the run started with: more steps (the LR schedule's horizon) are refused, in one
+    # line naming the key, as on the command line
     (out / "results.json").unlink()
-    with caplog.at_level(logging.INFO, logger="ssl4rl"):
-        res9 = pretrain(tiny_dataset, out, steps=9, **TINY)
-    assert res9["steps"] == 9
-    assert json.loads((out / "results.json").read_text())["steps"] == 9
-    assert "at step 6" in caplog.text
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 9
-    assert (out / "recon_step0000009.png").is_file()
+    with pytest.raises(UserError) as e:
+        pretrain(tiny_dataset, out, steps=9, **TINY)
+    assert "steps (6 -> 9)" in str(e.value) and "\n" not in str(e.value)
+    assert _weights(out).keys() == weights6.keys() and all(torch.equal(_weights(out)[k], weights6[k]) for k in weights6)
+    res6 = pretrain(tiny_dataset, out, steps=6, **TINY)  # the same settings resume (here: at the end)
+    assert res6["steps"] == 6 and "at step 6" in (out / "log.txt").read_text()
     assert first_png.stat().st_mtime_ns == first_png_mtime  # step 3 was not redone
-    assert json.loads((out / "encoder" / "encoder.json").read_text())["steps"] == 9
-    weights9 = _weights(out)
-    assert any(not torch.equal(weights6[k], weights9[k]) for k in weights6)
 
 
 def test_pretrain_resume_at_end_restores_same_encoder(tiny_dataset, tmp_path):
@@ -282,13 +277,23 @@ def test_pretrain_errors(tiny_dataset, tmp_path):
         pretrain(tiny_dataset, tmp_path / "out3", steps=1, **{**TINY, "backbone": {"arch": "conv", "image_size": 32}})
 
 
-def test_pretrain_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
-    # warmup (100) > steps, so the lr schedule does not depend on the total steps
-    # and a 3-then-6 run must follow exactly the same trajectory as a 6-step run
+def test_pretrain_resume_matches_uninterrupted_run(tiny_dataset, tmp_path, monkeypatch):
+    import ssl4rl.pretrain
+
     full = pretrain(tiny_dataset, tmp_path / "full", steps=6, **TINY)
-    pretrain(tiny_dataset, tmp_path / "split", steps=3, **TINY)
-    (tmp_path / "split" / "results.json").unlink()
+    save = ssl4rl.pretrain._save_checkpoint
+
+    def save_then_stop(path, model, opt, sched, gen, step):  # a kill right after the step-3 checkpoint
+        save(path, model, opt, sched, gen, step)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ssl4rl.pretrain, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_dataset, tmp_path / "split", steps=6, **TINY)
+    monkeypatch.setattr(ssl4rl.pretrain, "_save_checkpoint", save)
+    assert not (tmp_path / "split" / "results.json").exists()
     split = pretrain(tiny_dataset, tmp_path / "split", steps=6, **TINY)
+    assert "resumed from" in (tmp_path / "split" / "log.txt").read_text()
     assert split["final_train_loss"] == full["final_train_loss"]
     assert split["final_val_loss"] == full["final_val_loss"]
     wa, wb = _weights(tmp_path / "full"), _weights(tmp_path / "split")

@@ -117,20 +117,25 @@ def test_resume_refuses_changed_settings_and_corrupt_checkpoints(tiny_dataset, t
     with pytest.raises(UserError) as exc:
         pretrain(cfg, out)
     assert "method.temperature" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(UserError) as exc:  # steps set the LR schedule's horizon: a resume keeps them
+        pretrain(_cfg(tiny_dataset, "simclr", steps=4), out)
+    assert "steps (2 -> 4)" in str(exc.value) and "\n" not in str(exc.value)
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError) as exc:
-        pretrain(_cfg(tiny_dataset, "simclr", steps=4), out)
+        pretrain(_cfg(tiny_dataset, "simclr", steps=2), out)
     assert "checkpoint" in str(exc.value) and "\n" not in str(exc.value)
 
 
 @pytest.mark.parametrize("option", [{"lr": -1.0}, {"lr": 0.0}, {"momentum": 1.5}])
 def test_bad_optimiser_values_are_one_line(tiny_dataset, tmp_path, option):
+    key, value = next(iter(option.items()))
     cfg = _cfg(tiny_dataset, "simclr")
     for k, v in option.items():
         setattr(cfg.method, k, v)
     with pytest.raises(UserError) as exc:
         pretrain(cfg, tmp_path / "run")
-    assert "method.lr" in str(exc.value) and "\n" not in str(exc.value)
+    assert f"method.{key}={value}" in str(exc.value) and "\n" not in str(exc.value)
+    assert not (tmp_path / "run").exists()
 
 
 def test_memory_bank_keeps_the_last_of_repeated_indices():

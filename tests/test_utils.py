@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ssl4rl.errors import UserError
-from ssl4rl.runs import claim_run_dir
+from ssl4rl.runs import claim_run_dir, release_run_dir
 from ssl4rl.utils import atomic_path, resolve_device, write_json
 
 
@@ -39,6 +39,7 @@ def test_run_dir_refuses_earlier_results_but_resumes(tmp_path):
     out, resuming = claim_run_dir(tmp_path / "r", "a: 1\n")
     assert not resuming and (out / "config.yaml").read_text() == "a: 1\n"
     (out / "checkpoint.pt").write_bytes(b"x")
+    release_run_dir(out)  # as when the first process ends
     with pytest.raises(UserError, match="already holds"):
         claim_run_dir(out, "a: 2\n")
     with pytest.raises(UserError, match=r"other settings: a \(1 -> 2\)"):
@@ -47,10 +48,13 @@ def test_run_dir_refuses_earlier_results_but_resumes(tmp_path):
     out, resuming = claim_run_dir(out, "a: 1\nprogress: false\n", resume_file="checkpoint.pt", safe_keys=("progress",))
     assert resuming and (out / "config.yaml").read_text() == "a: 1\n"  # the original config is kept
     assert not (out / ".results.json.abc123.tmp").exists()
+    release_run_dir(out)
 
 
 def test_run_dir_reuses_folder_of_run_that_crashed_early(tmp_path):
     out, _ = claim_run_dir(tmp_path / "r", "a: 1\n")
     (out / "tb").mkdir()  # TensorBoard events exist before the first checkpoint
+    release_run_dir(out)
     out, resuming = claim_run_dir(out, "a: 2\n", resume_file="checkpoint.pt")
     assert not resuming and (out / "config.yaml").read_text() == "a: 2\n"
+    release_run_dir(out)

@@ -30,12 +30,13 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.vec_env import VecEnv
 
 from ssl4rl.errors import UserError
-from ssl4rl.utils import checked_npz_headers
+from ssl4rl.utils import checked_np_load, checked_npz_headers
 
 CHECKPOINT = "checkpoint"
 _MAX_STATE_BYTES = 2 << 30
 _MONITOR_FIELDS = ("rewards", "needs_reset", "episode_returns", "episode_lengths", "episode_times", "total_steps")
 _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+_REPLAY_KEYS = dict.fromkeys(("order", "pos", "full"))  # arrays every replay.npz holds (any dtype)
 
 
 def recover(out: Path) -> None:
@@ -68,7 +69,7 @@ def read(out: Path) -> dict[str, Any]:
     builds anything; pass the result to ``restore``."""
     ck = out / CHECKPOINT
     state = _read_state(ck / "state.pt")
-    checked_npz_headers(ck / "replay.npz", "replay buffer", "choose a new out=")
+    checked_np_load(ck / "replay.npz", "replay buffer", "choose a new out=", _REPLAY_KEYS).close()
     return state
 
 
@@ -253,11 +254,12 @@ def _pack_frames(obs: np.ndarray, nxt: np.ndarray, order: np.ndarray) -> dict[st
             "next.heads": rows(nxt, ~is_next & ~from_obs)}
 
 
-def _unpack_frames(z: Any, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _unpack_frames(z: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of ``_pack_frames``: observations of ``shape`` (rows, n_envs, channels, H, W), and next ones."""
     newest, shifted = z["obs.newest"], z["obs.shifted"]
-    if newest.ndim != 5 or shifted.shape != newest.shape[:2]:
+    if newest.shape != (*shape[:2], 3, *shape[3:]) or shifted.shape != shape[:2]:
         raise ValueError("frame arrays")
-    obs = np.empty((*newest.shape[:2], channels, *newest.shape[3:]), dtype=np.uint8)
+    obs = np.empty(shape, dtype=np.uint8)
     obs[~shifted] = z["obs.heads"]
     for t in range(1, len(obs)):
         cols = shifted[t]
@@ -279,12 +281,13 @@ def _unpack_buffer(path: Path, buffer: Any) -> None:
         if shape and shape[0] > n_max * max(1, buffer.n_envs):
             raise UserError(f"{path}: array {name} {shape} {dtype} does not fit a replay buffer of {n_max}; choose a new out=")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with checked_np_load(path, "replay buffer", "choose a new out=", _REPLAY_KEYS) as z:
             order = z["order"]
             pos, full = int(z["pos"]), bool(z["full"])
             if len(order) > n_max or (len(order) and order.max() >= n_max) or pos >= n_max:
                 raise ValueError("sizes")
-            rows = dict(zip(("observations", "next_observations"), _unpack_frames(z, buffer.observations.shape[2]),
+            shape = (len(order), *buffer.observations.shape[1:])
+            rows = dict(zip(("observations", "next_observations"), _unpack_frames(z, shape),
                             strict=True)) if "obs.newest" in z.files else {}
             for name in _BUFFER_FIELDS:
                 target = getattr(buffer, name)
@@ -297,7 +300,9 @@ def _unpack_buffer(path: Path, buffer: Any) -> None:
                     target[order] = array
                 else:
                     target[: len(order)] = array
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as e:
+    except UserError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, OSError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: replay buffer does not fit this run ({e}); resume with the run's own settings "
                         "or choose a new out=") from None
     buffer.pos, buffer.full = pos, full

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import abc
 import time
+import warnings
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,7 +32,8 @@ from ssl4rl.config import GOAL_PLANNERS
 from ssl4rl.envs import make_env
 from ssl4rl.envs.blocks import BlockPushingEnv, N_ACTIONS
 from ssl4rl.errors import UserError
-from ssl4rl.planning import CEM, CategoricalCEM, exhaustive_search
+from ssl4rl.planning import CEM, CategoricalCEM, check_rollout_memory, exhaustive_search
+from ssl4rl.utils import checked_np_load
 
 
 class LatentModel(Protocol):
@@ -164,6 +167,35 @@ def check_goal_image(frame: np.ndarray, image_size: int) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+def load_goal_image(path: str | Path, image_size: int) -> np.ndarray:
+    """A goal image file (``.npy``, or an image such as ``.png``) as uint8 (3, S, S); a missing, unreadable,
+    oversized or mismatching file is a one-line UserError naming it; sizes are checked before anything is decoded."""
+    from PIL import Image
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"goal_image={path}: file not found")
+    fix = f"give a {image_size}x{image_size} RGB .png or a uint8 .npy"
+    if p.suffix == ".npy":
+        frame = checked_np_load(p, "goal image", fix)
+    else:
+        try:
+            with warnings.catch_warnings():  # a large image is refused below, before decoding
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(p) as im:
+                    size = im.size
+                    frame = np.asarray(im.convert("RGB")) if size == (image_size, image_size) else None
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise UserError(f"goal_image={path}: not a readable image ({type(e).__name__}); {fix}") from None
+        if frame is None:
+            raise UserError(f"goal_image={path}: a {size[0]}x{size[1]} image; the world model takes RGB "
+                            f"{image_size}x{image_size} images: render the goal at that size")
+    try:
+        return check_goal_image(frame, image_size)
+    except UserError as e:
+        raise UserError(f"goal_image={path}: {e}") from None
+
+
 def latent_cost_score(model: LatentModel, z0: torch.Tensor, goal: torch.Tensor):
     """``score(actions (N,H,A)) -> (N,)``: minus the squared latent distances to ``goal`` summed along each rollout
     (so reaching the goal sooner, and staying there, scores higher)."""
@@ -198,6 +230,8 @@ class GoalPlanner:
     @torch.no_grad()
     def act(self, frame: np.ndarray, goal_z: torch.Tensor, gen: torch.Generator) -> Any:
         z0 = self.model.encode(torch.from_numpy(frame[None]))
+        if not self.exhaustive:
+            check_rollout_memory(self.cem.candidates, self.horizon, z0[0].numel(), "latent values")
         score = latent_cost_score(self.model, z0, goal_z)
         if self.exhaustive:
             return int(exhaustive_search(score, self.task.action_dim, self.horizon)[0][0])

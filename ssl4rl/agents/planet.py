@@ -39,15 +39,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from ssl4rl.agents import checkpoint
 from ssl4rl.encoders import load_encoder
 from ssl4rl.envs import check_env_name, episode_steps, has_rewards, make_env
+from ssl4rl.config import PlanetConfig
 from ssl4rl.errors import UserError
+from ssl4rl.fields import validate
 from ssl4rl.planning import PLANNERS
 from ssl4rl.resolve import resolve_encoder_path
-from ssl4rl.runs import log
-from ssl4rl.utils import check_memory, checked_npz_headers, progress_bar, resolve_device, seed_everything, write_json
+from ssl4rl.runs import claimed_run_dir, log
+from ssl4rl.utils import check_memory, checked_np_load, progress_bar, resolve_device, seed_everything, write_json
 from ssl4rl.viz import save_gif, save_learning_curve
 from ssl4rl.worldmodels import encoder_spec, save_world_model
 from ssl4rl.worldmodels.metrics import evaluate_world_model, prediction_video
@@ -59,7 +62,8 @@ PERIODIC_EVAL_EPISODES = 5  # at most this many episodes per periodic evaluation
 
 def check_config(cfg: Any) -> tuple[str, str]:
     """Refuse bad settings in one line before anything is built; returns (objective, encoder path or scratch)."""
-    a = cfg.agent
+    a = cfg.agent if isinstance(cfg.agent, PlanetConfig) else OmegaConf.to_object(cfg.agent)
+    validate(a, "agent.")
     if not has_rewards(cfg.env):
         raise UserError(f"env={cfg.env} gives no rewards, and planet plans on predicted rewards; use a dmc_* env "
                         "(for goal images use agents/plan_goal.py)")
@@ -149,11 +153,12 @@ def _save_checkpoint(out: Path, state: dict[str, Any], replay: EpisodeBuffer) ->
 
 
 def _load_replay(path: Path) -> EpisodeBuffer:
-    checked_npz_headers(path, "replay buffer", "choose a new out=")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with checked_np_load(path, "replay buffer", "choose a new out=") as z:
             return EpisodeBuffer.from_arrays({k: z[k] for k in z.files})
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, OSError, TypeError, IndexError) as e:
+        if isinstance(e, UserError):
+            raise
         raise UserError(f"{path}: replay does not fit this run ({e}); resume with the run's own settings "
                         "or choose a new out=") from None
 
@@ -175,9 +180,15 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
 
 def train_planet(cfg: Any, out: str | Path) -> dict[str, Any]:
     """Train PlaNet per ``cfg`` (a ``TrainConfig`` with ``agent`` a ``PlanetConfig``; see the module docstring);
-    write results, figures, videos and the world model to ``out``; resume from ``out/checkpoint`` if present."""
-    out, a = Path(out), cfg.agent
+    write results, figures, videos and the world model to ``out``; resume from ``out/checkpoint`` if present.
+    ``out`` is claimed as the command line claims it."""
     objective, encoder = check_config(cfg)
+    with claimed_run_dir(out, resume_file=checkpoint.CHECKPOINT) as (folder, _):
+        return _train_planet(cfg, folder, objective, encoder)
+
+
+def _train_planet(cfg: Any, out: Path, objective: str, encoder: str) -> dict[str, Any]:
+    a = cfg.agent
     repeat = check_env_name(cfg.env)[2]
     checkpoint.recover(out)
     saved = checkpoint._read_state(out / checkpoint.CHECKPOINT / "state.pt") if (out / checkpoint.CHECKPOINT).exists() else None

@@ -65,7 +65,7 @@ from ssl4rl.encoders import encoder_meta, load_encoder
 from ssl4rl.envs import DMC_EPISODE_ENV_STEPS, check_env_name, episode_steps, has_rewards, make_env
 from ssl4rl.errors import UserError
 from ssl4rl.fields import build
-from ssl4rl.runs import log
+from ssl4rl.runs import claimed_run_dir, log
 from ssl4rl.utils import atomic_path, progress_bar, read_json, resolve_device, write_json, write_text
 from ssl4rl.viz import _save_fig, plt, save_gif, save_image_rows
 from ssl4rl.worldmodels import load_world_model, save_world_model
@@ -417,10 +417,14 @@ def _evolve(cfg: Any, agent: WorldModelsConfig, v: Any, m: MDNRNN, ev: _Evolutio
 
 def train_worldmodels(cfg: Any, out: str | Path) -> dict[str, Any]:
     """Run (or resume) the V-M-C pipeline for ``cfg`` (a TrainConfig with ``agent`` a WorldModelsConfig) into ``out``;
-    returns what ``out/results.json`` holds."""
+    returns what ``out/results.json`` holds. ``out`` is claimed as the command line claims it."""
     agent = check_config(cfg)
+    with claimed_run_dir(out, resume_file=CHECKPOINT) as (folder, _):
+        return _train_worldmodels(cfg, folder, agent)
+
+
+def _train_worldmodels(cfg: Any, out: Path, agent: WorldModelsConfig) -> dict[str, Any]:
     dev = resolve_device(cfg.device)
-    out = Path(out)
     ck = out / CHECKPOINT
     resuming = ck.is_dir() and any(ck.iterdir())
     ck.mkdir(parents=True, exist_ok=True)

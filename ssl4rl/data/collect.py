@@ -12,6 +12,7 @@ from ssl4rl.data.episodes import MAX_STEPS, Episode, save_episode
 from ssl4rl.envs import episode_steps as default_episode_steps
 from ssl4rl.envs import has_rewards, make_env
 from ssl4rl.errors import UserError
+from ssl4rl.runs import claimed_run_dir
 from ssl4rl.utils import progress_bar, write_json
 
 _NO_PHYSICS = np.zeros(0, np.float64)  # the physics row of an env without a MuJoCo state
@@ -61,56 +62,56 @@ def collect(
     steps = episode_steps or default
     options = {"max_steps": steps} if blocks else {}
     e = make_env(env, image_size=image_size, camera=camera, frame_stack=1, fast_render=fast_render, seed=seed, **options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    e.action_space.seed(seed)
-    t0 = time.time()
-    n_frames = 0
-    returns = []
-    for i in progress_bar(iterable=range(episodes), desc=f"collect {env}", unit="ep", disable=not progress):
-        obs, info = e.reset(seed=seed + i)
-        frames, states, physics = [obs], [info["state"]], [info.get("physics", _NO_PHYSICS)]
-        actions, rewards, discounts = [], [], []
-        done = False
-        while not done:
-            a = e.action_space.sample()
-            obs, r, term, trunc, info = e.step(a)
-            frames.append(obs)
-            states.append(info["state"])
-            physics.append(info.get("physics", _NO_PHYSICS))
-            actions.append(action_row(e.action_space, a))
-            rewards.append(r)
-            discounts.append(info["discount"])
-            done = term or trunc or len(actions) == steps
-        ep = Episode(
-            frames=np.stack(frames),
-            actions=np.stack(actions),
-            rewards=np.asarray(rewards, np.float32),
-            discounts=np.asarray(discounts, np.float32),
-            states=np.stack(states).astype(np.float32),
-            physics=np.stack(physics).astype(np.float64),
-        )
-        save_episode(out / f"episode_{i:06d}.npz", ep)
-        n_frames += len(ep.frames)
-        returns.append(float(ep.rewards.sum()))
-    e.close()
-    meta = {
-        "env": env,
-        "episodes": episodes,
-        "frames": n_frames,
-        "episode_steps": steps,
-        "image_size": e.image_size,
-        "camera": None if blocks else camera,
-        "action_repeat": e.action_repeat,
-        "state_dim": e.state_dim,
-        "state_names": e.state_names,
-        "action_dim": int(ep.actions.shape[1]),
-        "action_space": action_space_meta(e.action_space),
-        "rewards": not blocks,
-        "policy": "uniform random",
-        "seed": seed,
-        "mean_return": float(np.mean(returns)),
-        "seconds": round(time.time() - t0, 2),
-    }
-    write_json(out / "meta.json", meta)
-    return meta
+    # out= is claimed as by the command line: a finished dataset is never overwritten, two processes never share it
+    with claimed_run_dir(out, log_file=False) as (out, _):
+        e.action_space.seed(seed)
+        t0 = time.time()
+        n_frames = 0
+        returns = []
+        for i in progress_bar(iterable=range(episodes), desc=f"collect {env}", unit="ep", disable=not progress):
+            obs, info = e.reset(seed=seed + i)
+            frames, states, physics = [obs], [info["state"]], [info.get("physics", _NO_PHYSICS)]
+            actions, rewards, discounts = [], [], []
+            done = False
+            while not done:
+                a = e.action_space.sample()
+                obs, r, term, trunc, info = e.step(a)
+                frames.append(obs)
+                states.append(info["state"])
+                physics.append(info.get("physics", _NO_PHYSICS))
+                actions.append(action_row(e.action_space, a))
+                rewards.append(r)
+                discounts.append(info["discount"])
+                done = term or trunc or len(actions) == steps
+            ep = Episode(
+                frames=np.stack(frames),
+                actions=np.stack(actions),
+                rewards=np.asarray(rewards, np.float32),
+                discounts=np.asarray(discounts, np.float32),
+                states=np.stack(states).astype(np.float32),
+                physics=np.stack(physics).astype(np.float64),
+            )
+            save_episode(out / f"episode_{i:06d}.npz", ep)
+            n_frames += len(ep.frames)
+            returns.append(float(ep.rewards.sum()))
+        e.close()
+        meta = {
+            "env": env,
+            "episodes": episodes,
+            "frames": n_frames,
+            "episode_steps": steps,
+            "image_size": e.image_size,
+            "camera": None if blocks else camera,
+            "action_repeat": e.action_repeat,
+            "state_dim": e.state_dim,
+            "state_names": e.state_names,
+            "action_dim": int(ep.actions.shape[1]),
+            "action_space": action_space_meta(e.action_space),
+            "rewards": not blocks,
+            "policy": "uniform random",
+            "seed": seed,
+            "mean_return": float(np.mean(returns)),
+            "seconds": round(time.time() - t0, 2),
+        }
+        write_json(out / "meta.json", meta)
+        return meta

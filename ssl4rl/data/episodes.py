@@ -28,14 +28,16 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ssl4rl.errors import UserError
-from ssl4rl.utils import atomic_path, checked_npz_headers, read_json
+from ssl4rl.utils import atomic_path, checked_np_load, checked_npz_headers, read_json
 
 KEYS = ("frames", "actions", "rewards", "discounts", "states", "physics")
 OPTIONAL_KEYS = ("physics",)  # may be absent from a file (an env without a MuJoCo state)
+REQUIRED_KEYS = tuple(k for k in KEYS if k not in OPTIONAL_KEYS)
 
 
 @dataclass
@@ -91,20 +93,14 @@ def load_episode(path: str | Path) -> Episode:
     """Read an episode file; a truncated or foreign file gives a one-line UserError."""
     path = Path(path)
     _check_sizes(path)
+    fix = "delete it or re-collect"
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in KEYS if k not in z.files and k not in OPTIONAL_KEYS]
-            if missing:
-                raise UserError(f"{path}: not an ssl4rl episode file (missing {', '.join(missing)})")
+        with checked_np_load(path, "ssl4rl episode file", fix, expect=dict.fromkeys(REQUIRED_KEYS)) as z:
             arrays = {k: z[k] for k in KEYS if k in z.files}
     except UserError:
         raise
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise UserError(
-            f"{path}: truncated or corrupt episode file ({type(e).__name__}: {e}); delete it or re-collect"
-        ) from None
+        raise UserError(f"{path}: truncated or corrupt episode file ({type(e).__name__}: {e}); {fix}") from None
     ep = Episode(**arrays, source=str(path))
     ep.validate(str(path))
     return ep
@@ -141,7 +137,16 @@ def episode_paths(folder: str | Path) -> list[Path]:
     return paths
 
 
-def dataset_meta(folder: str | Path) -> dict:
-    """The dataset's ``meta.json`` (empty dict if absent)."""
+def dataset_meta(folder: str | Path) -> dict[str, Any]:
+    """The dataset's ``meta.json`` (empty dict if absent); one that is not a JSON object, or whose ``env`` is not
+    a string or ``state_names`` not a list of strings, is a one-line UserError naming the file."""
     path = Path(folder) / "meta.json"
-    return read_json(path) if path.exists() else {}
+    if not path.exists():
+        return {}
+    meta = read_json(path)
+    names = meta.get("state_names") or []
+    names_ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+    if not isinstance(meta.get("env") or "", str) or not names_ok:
+        raise UserError(f"{path}: 'env' must be a string and 'state_names' a list of strings; delete it or "
+                        "re-collect the dataset")
+    return meta

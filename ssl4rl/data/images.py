@@ -11,7 +11,8 @@ is unpickled):
   loading ``root/train`` and ``root/test`` directly. Images are decoded once into
   memory as uint8 ``(N,3,S,S)``: shorter side resized to ``S``, then centre-cropped.
 - ``cifar10``: the *binary* version (``cifar-10-batches-bin/data_batch_1.bin`` ...
-  ``test_batch.bin``: records of 1 label byte + 3072 pixel bytes), or an ImageFolder.
+  ``test_batch.bin``: records of 1 label byte + 3072 pixel bytes), or an ImageFolder; the python
+  version (``cifar-10-batches-py/``, pickles) is refused.
 - ``stl10``: the binary files (``stl10_binary/train_X.bin``, ``train_y.bin``,
   ``test_X.bin``, ``test_y.bin``, ``unlabeled_X.bin``; 3x96x96 images stored
   column-major, labels 1..10). Unlabelled images get label -1.
@@ -622,8 +623,25 @@ def _cifar_files(bin_dir: Path, train: bool) -> list[Path]:
     return files
 
 
+def _cifar_python_dir(root: Path) -> Path | None:
+    """The folder holding CIFAR-10's python (pickled) batches, when ``root`` holds nothing else to read."""
+    if set(_subdirs(root)) - {"cifar-10-batches-py"}:
+        return None
+    for d in (root / "cifar-10-batches-py", root):
+        if any((d / f).is_file() for f in ("data_batch_1", "test_batch", "batches.meta")):
+            return d
+    return None
+
+
 def _cifar_folder(root: Path, image_size: int, train: bool) -> ImageFolderStream:
     """CIFAR-10 kept as an ImageFolder (no binary batches in ``root``)."""
+    python_dir = _cifar_python_dir(root)
+    if python_dir is not None:
+        raise UserError(
+            f"{python_dir} holds CIFAR-10's python version (pickled batches), which ssl4rl never unpickles; use the "
+            f"binary version: extract cifar-10-binary.tar.gz in {python_dir.parent} (it makes cifar-10-batches-bin/"
+            f"data_batch_1.bin ... test_batch.bin) and give that folder, or an ImageFolder of its images"
+        )
     if not _subdirs(root):
         raise UserError(f"{root}: no CIFAR-10 binary batches or class folders; {_hint('cifar10', root)}")
     return _folder_split(root, image_size, train)

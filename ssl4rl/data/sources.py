@@ -9,6 +9,7 @@ actions, also the action taken between the two frames (transitions, for C-SWM).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ class MemorySource:
     t is drawn among frames with t + k in the same episode, and the batch carries frame t + k.
     ``actions`` (float (N, A), row t = the action taken after frame t; k=1 only) are carried along.
     """
+
+    mixed_actions = ""  # set by from_episodes when k=1 episodes mix action sizes: why no actions are carried
 
     def __init__(
         self,
@@ -74,7 +77,10 @@ class MemorySource:
         return Batch(self.images[idx], idx, positive, labels, actions)
 
     def action_space(self) -> tuple[int, bool]:
-        """(action size carried by batches, 0 when none; whether every action between two frames is one-hot)."""
+        """(action size carried by batches, 0 when none; whether every action between two frames is one-hot).
+        Episodes of several action sizes raise a one-line UserError naming the sizes and folders."""
+        if self.mixed_actions:
+            raise UserError(self.mixed_actions)
         if self.actions is None or self.anchors is None:
             return 0, False
         a = self.actions[self.anchors]
@@ -100,7 +106,24 @@ class MemorySource:
             # one row per frame: the action after it (the last frame of an episode has none: zeros)
             actions = torch.from_numpy(np.concatenate(
                 [np.concatenate([e.actions, np.zeros((1, e.actions.shape[1]))]) for e in episodes]).astype(np.float32))
-        return cls(frames, None, [len(e.frames) for e in episodes], positive, k, actions)
+        source = cls(frames, None, [len(e.frames) for e in episodes], positive, k, actions)
+        if positive == "temporal" and k == 1 and len({e.actions.shape[1:] for e in episodes}) > 1:
+            source.mixed_actions = _mixed_actions(episodes)
+        return source
+
+
+def _mixed_actions(episodes: Sequence[Episode]) -> str:
+    """One line: the action sizes of ``episodes`` and the folders holding each, and the fix."""
+    folders: dict[int, set[str]] = {}
+    for e in episodes:
+        size = e.actions.shape[1] if e.actions.ndim == 2 else 0
+        folders.setdefault(size, set()).add(str(Path(e.source).parent) if e.source else "(in memory)")
+    found = "; ".join(f"{size} in {', '.join(sorted(dirs))}" for size, dirs in sorted(folders.items()))
+    return (
+        f"the episodes mix action sizes ({found}), so they form no transitions (frame, action, next frame); "
+        "a transition method needs one env's episodes: give one task's folder as data.path, without "
+        "data.extra_paths of other tasks"
+    )
 
 
 class StreamSource:

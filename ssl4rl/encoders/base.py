@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import datetime
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,10 +28,31 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ssl4rl.errors import UserError
+from ssl4rl.fields import build, rule_of, setting
 from ssl4rl.utils import atomic_path, load_weights, read_json, write_json
 
 FORMAT = "ssl4rl.encoder/1"
+MAX_TOKENS = 4096  # patches a transformer may cut an image_size input into
 WEIGHTS, META = "encoder.safetensors", "encoder.json"
+
+
+def _rgb(value: Any) -> str | None:
+    """The problem with a per-channel setting, or None: it must be 3 numbers, one per RGB channel."""
+    if not isinstance(value, (list, tuple)):
+        return None  # one of the numbers (their bounds are declared beside the setting)
+    if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return "must be 3 numbers, one per RGB channel, e.g. [0.5,0.5,0.5]"
+    return None
+
+
+@dataclass
+class EncoderConfig:
+    """What every architecture's constructor takes: the input size and the per-channel normalisation of
+    frames scaled to [0, 1]. Each architecture's ``Config`` adds its own kwargs with their ranges."""
+
+    image_size: int = setting(64, ge=8, le=1024)
+    mean: list[float] = setting(factory=lambda: [0.5, 0.5, 0.5], ge=0, le=1, check=_rgb)
+    std: list[float] = setting(factory=lambda: [0.25, 0.25, 0.25], gt=0, le=1, check=_rgb)
 
 
 class Encoder(nn.Module, abc.ABC):
@@ -41,6 +64,7 @@ class Encoder(nn.Module, abc.ABC):
     """
 
     arch: ClassVar[str]
+    Config: ClassVar[type[EncoderConfig] | None] = None  # the constructor's kwargs with their ranges (check_backbone)
     dynamic_size: ClassVar[bool] = False  # True: forward_* accept inputs of other sizes
     feature_dim: int
     map_dim: int
@@ -108,12 +132,32 @@ def register_arch(cls: type[Encoder]) -> type[Encoder]:
     return cls
 
 
-def build_encoder(arch: str, **kwargs: Any) -> Encoder:
-    """Instantiate a registered architecture, e.g. ``build_encoder('vit', image_size=64)``."""
+def check_backbone(arch: str, kwargs: dict[str, Any], where: str = "backbone.") -> None:
+    """Refuse, with one UserError line, an unknown architecture, an unknown kwarg or a value outside the range
+    the architecture's ``Config`` declares; ``where`` prefixes the keys (e.g. ``'backbone.'``)."""
     if arch not in ARCHS:
         import ssl4rl.worldmodels  # noqa: F401  (world-model encoders such as C-SWM's 'cswm' register there)
     if arch not in ARCHS:
         raise UserError(f"unknown encoder architecture '{arch}'; valid names: {', '.join(sorted(ARCHS))}")
+    config = ARCHS[arch].Config
+    if config is None:  # an architecture without declared ranges: every number within plain bounds
+        for key, value in kwargs.items():
+            limit = 1024 if key == "image_size" else 8192
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value <= limit:
+                raise UserError(f"{where}{key}={value}: must be >= 0 and <= {limit}")
+        return
+    try:
+        build(config, dict(kwargs), where)
+    except UserError as e:  # a cross-field check() names bare keys: prefix the first one
+        if not where or str(e).startswith((where, "unknown setting")):
+            raise
+        raise UserError(f"{where}{e}") from None
+
+
+def build_encoder(arch: str, **kwargs: Any) -> Encoder:
+    """Instantiate a registered architecture, e.g. ``build_encoder('vit', image_size=64)``, its kwargs
+    checked first (``check_backbone``)."""
+    check_backbone(arch, kwargs)
     try:
         return ARCHS[arch](**kwargs)
     except TypeError as e:
@@ -156,6 +200,16 @@ def encoder_meta(path: str | Path) -> dict[str, Any]:
     for key, kind in (("arch", str), ("kwargs", dict), ("image_size", int), ("feature_dim", int)):
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise UserError(f"{folder / META}: '{key}' must be a {kind.__name__}, got {meta.get(key)!r}")
+    norm = meta.get("normalization")
+    if not isinstance(norm, dict):
+        raise UserError(f"{folder / META}: 'normalization' must be a mapping with 'mean' and 'std' (3 numbers each), "
+                        f"got {str(norm)[:80]}; not an encoder ssl4rl wrote")
+    for f in dataclasses.fields(EncoderConfig):
+        if f.name in ("mean", "std"):
+            value = norm.get(f.name)
+            problem = rule_of(f).problem(value) if isinstance(value, list) else "must be a list of 3 numbers"
+            if problem:
+                raise UserError(f"{folder / META}: normalization.{f.name}={str(value)[:80]}: {problem}")
     return meta
 
 
@@ -164,19 +218,13 @@ MAX_PARAMS = 2_000_000_000  # an encoder read from a file may have at most this 
 
 def _check_size(meta: dict[str, Any], where: Path) -> None:
     """Refuse metadata describing an encoder that cannot be built or is too large, without allocating it:
-    every number within plain bounds first, then the parameters counted on the meta device."""
-    kwargs = meta["kwargs"]
-    for key, value in kwargs.items():
-        limit = 1024 if key == "image_size" else 8192
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value <= limit:
-            raise UserError(f"{where}: kwargs.{key}={value} is outside 0..{limit}; not an encoder ssl4rl wrote")
-    patch = kwargs.get("patch_size")
-    if isinstance(patch, int) and patch > 0 and (kwargs.get("image_size", 0) // patch) ** 2 > 4096:
-        raise UserError(f"{where}: {kwargs.get('image_size')} px in patches of {patch} is more than 4096 tokens")
+    the kwargs within their declared ranges first (``check_backbone``), then the parameters counted on the
+    meta device."""
+    check_backbone(meta["arch"], meta["kwargs"], f"{where}: kwargs.")
     try:
         with torch.device("meta"):
-            probe = build_encoder(meta["arch"], **meta["kwargs"])
-    except (ValueError, AssertionError, RuntimeError) as e:
+            probe = ARCHS[meta["arch"]](**meta["kwargs"])
+    except (TypeError, ValueError, AssertionError, RuntimeError) as e:
         raise UserError(f"{where}: describes an encoder that cannot be built ({type(e).__name__}: {str(e)[:200]})") from None
     n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
     if n > MAX_PARAMS:
@@ -190,7 +238,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu", arch: str
     if arch is not None and meta["arch"] != arch:
         raise UserError(f"{folder / META}: encoder architecture is '{meta['arch']}', expected '{arch}'")
     _check_size(meta, folder / META)
-    encoder = build_encoder(meta["arch"], **meta["kwargs"])
+    encoder = ARCHS[meta["arch"]](**meta["kwargs"])
     load_weights(encoder, folder / WEIGHTS, f"architecture '{meta['arch']}'")
     return encoder.to(device).eval()
 
@@ -201,7 +249,7 @@ def random_like(path: str | Path, seed: int = 0) -> Encoder:
     meta = encoder_meta(path)
     _check_size(meta, _folder(path) / META)
     torch.manual_seed(seed)
-    encoder = build_encoder(meta["arch"], **meta["kwargs"])
+    encoder = ARCHS[meta["arch"]](**meta["kwargs"])
     encoder.set_normalization(meta["normalization"]["mean"], meta["normalization"]["std"])
     return encoder.eval()
 

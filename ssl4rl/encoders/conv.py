@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ssl4rl.encoders.base import Encoder, register_arch
+from ssl4rl.encoders.base import Encoder, EncoderConfig, register_arch
+from ssl4rl.errors import UserError
+from ssl4rl.fields import setting, validate
+
+
+MAX_HEAD = 2**28  # weights of the linear head (flattened map x feature_dim)
+
+
+def _map_side(image_size: int, layers: int) -> int:
+    """Side of the last conv layer's map: one 3x3 stride-2 conv, then ``layers - 1`` 3x3 convs, no padding."""
+    return (image_size - 3) // 2 + 1 - 2 * (layers - 1)
+
+
+@dataclass
+class ConvConfig(EncoderConfig):
+    """``ConvEncoder``'s kwargs."""
+
+    image_size: int = setting(84, ge=8, le=1024)
+    channels: int = setting(32, ge=1, le=1024)
+    feature_dim: int = setting(50, ge=1, le=8192)
+    layers: int = setting(4, ge=1, le=16)
+
+    def check(self) -> None:
+        """The convolutions leave a map of at least 1 px, and the linear head at most ``MAX_HEAD`` weights."""
+        side = _map_side(self.image_size, self.layers)
+        if side < 1:
+            raise UserError(f"layers={self.layers} conv layers shrink image_size={self.image_size} to nothing; "
+                            "use fewer layers or larger images")
+        weights = side * side * self.channels * self.feature_dim
+        if weights > MAX_HEAD:
+            raise UserError(f"image_size={self.image_size} with channels={self.channels} and feature_dim={self.feature_dim} "
+                            f"gives a linear head of {weights:,} weights, more than {MAX_HEAD:,}; use smaller images or widths")
 
 
 @register_arch
@@ -19,10 +51,12 @@ class ConvEncoder(Encoder):
     """
 
     arch = "conv"
+    Config = ConvConfig
 
     def __init__(
         self, image_size: int = 84, channels: int = 32, feature_dim: int = 50, layers: int = 4, **norm: Any
     ) -> None:
+        validate(ConvConfig(image_size, **norm, channels=channels, feature_dim=feature_dim, layers=layers))
         super().__init__(image_size, **norm)
         self.channels, self.layers, self.feature_dim = channels, layers, feature_dim
         self.map_dim = channels

@@ -7,16 +7,30 @@ by a 3x3 stride-1 conv and no pooling, so the last stage is image_size / 8.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import timm
 from torch import nn
 
-from ssl4rl.encoders.base import register_arch
+from ssl4rl.encoders.base import EncoderConfig, register_arch
 from ssl4rl.encoders.timm_any import TimmBackbone
-from ssl4rl.errors import UserError
+from ssl4rl.fields import setting, validate
 
 DEPTHS = (18, 34, 50)
+
+
+def _depth(value: Any) -> str | None:
+    return None if value in DEPTHS else f"must be one of: {', '.join(map(str, DEPTHS))}"
+
+
+@dataclass
+class ResNetConfig(EncoderConfig):
+    """``ResNetEncoder``'s kwargs."""
+
+    image_size: int = setting(64, ge=8, le=1024)
+    depth: int = setting(18, check=_depth)
+    small_stem: bool = True
 
 
 def use_small_stem(model: nn.Module) -> None:
@@ -32,11 +46,11 @@ class ResNetEncoder(TimmBackbone):
     """timm ResNet (random init): features = global average pool, map = last stage output."""
 
     arch = "resnet"
+    Config = ResNetConfig
     dynamic_size = True
 
     def __init__(self, image_size: int = 64, depth: int = 18, small_stem: bool = True, **norm: Any) -> None:
-        if depth not in DEPTHS:
-            raise UserError(f"resnet depth {depth} is not supported; use one of {', '.join(map(str, DEPTHS))}")
+        validate(ResNetConfig(image_size, **norm, depth=depth, small_stem=small_stem))
         model = timm.create_model(f"resnet{depth}", pretrained=False, num_classes=0)
         if small_stem:
             use_small_stem(model)

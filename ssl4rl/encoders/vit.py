@@ -13,6 +13,7 @@ default grid (what interpolating the position table does, without its error).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -21,10 +22,42 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from ssl4rl.encoders.base import Encoder, register_arch
+from ssl4rl.encoders.base import MAX_TOKENS, Encoder, EncoderConfig, register_arch
 from ssl4rl.errors import UserError
+from ssl4rl.fields import setting, validate
 
 POOLS = ("cls", "mean", "cls+mean", "cls+grid")
+
+
+@dataclass
+class ViTConfig(EncoderConfig):
+    """``ViTEncoder``'s kwargs."""
+
+    image_size: int = setting(64, ge=16, le=1024)
+    patch_size: int = setting(8, ge=1, le=1024)  # divides image_size
+    embed_dim: int = setting(128, ge=4, le=8192)  # a multiple of 4 and of num_heads
+    depth: int = setting(4, ge=1, le=64)
+    num_heads: int = setting(4, ge=1, le=256)
+    mlp_ratio: float = setting(4.0, gt=0, le=16)
+    pool: str = setting("cls+grid", choices=POOLS)
+    grid: int = setting(2, ge=1, le=64)  # divides the tokens per side (pool=cls+grid)
+
+    def check(self) -> None:
+        """Patches tile the image, at most ``MAX_TOKENS`` of them; heads and sin-cos positions split the width."""
+        side = self.image_size // self.patch_size
+        if self.image_size % self.patch_size:
+            fit = max(d for d in range(1, self.patch_size) if self.image_size % d == 0)
+            raise UserError(f"patch_size={self.patch_size} does not divide image_size={self.image_size}; "
+                            f"use a divisor of it, e.g. patch_size={fit}")
+        if side * side > MAX_TOKENS:
+            raise UserError(f"patch_size={self.patch_size} cuts image_size={self.image_size} into {side * side} patches, "
+                            f"more than {MAX_TOKENS}; use larger patches")
+        if self.embed_dim % 4 or self.embed_dim % self.num_heads:
+            raise UserError(f"embed_dim={self.embed_dim} must be a multiple of 4 and of num_heads={self.num_heads}, "
+                            "e.g. embed_dim=128 num_heads=4")
+        if self.pool == "cls+grid" and side % self.grid:
+            raise UserError(f"grid={self.grid} must divide the {side} tokens per side (image_size={self.image_size} / "
+                            f"patch_size={self.patch_size}) with pool=cls+grid")
 
 
 def sincos_pos_embed(dim: int, grid: int | tuple[int, int], span: int | None = None) -> torch.Tensor:
@@ -63,6 +96,7 @@ class ViTEncoder(Encoder):
     """
 
     arch = "vit"
+    Config = ViTConfig
     dynamic_size = True
 
     def __init__(
@@ -77,18 +111,12 @@ class ViTEncoder(Encoder):
         grid: int = 2,
         **norm: Any,
     ) -> None:
+        validate(ViTConfig(image_size, **norm, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+                           num_heads=num_heads, mlp_ratio=mlp_ratio, pool=pool, grid=grid))
         super().__init__(image_size, **norm)
-        if pool not in POOLS:
-            raise UserError(f"unknown ViT pool '{pool}'; valid: {', '.join(POOLS)}")
-        if image_size % patch_size:
-            raise UserError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-        if embed_dim % 4 or embed_dim % num_heads:
-            raise UserError(f"ViT embed_dim {embed_dim} must be a multiple of 4 and of num_heads {num_heads}")
         self.patch_size, self.embed_dim, self.depth = patch_size, embed_dim, depth
         self.num_heads, self.mlp_ratio, self.pool, self.grid = num_heads, mlp_ratio, pool, grid
         self.tokens_per_side = image_size // patch_size
-        if pool == "cls+grid" and self.tokens_per_side % grid:
-            raise UserError(f"grid {grid} must divide the {self.tokens_per_side} tokens per side")
         self.vit = VisionTransformer(
             img_size=image_size,
             patch_size=patch_size,

@@ -28,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ssl4rl._gl import gl_guard
 from ssl4rl.errors import UserError
 from ssl4rl.utils import push_frame
 
@@ -228,7 +229,8 @@ class Cubes3D(BlockPushingEnv):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from dm_control import mujoco as dm_mujoco
+        with gl_guard(render=self.obs_type == "pixels"):
+            from dm_control import mujoco as dm_mujoco
 
         self.physics = dm_mujoco.Physics.from_xml_string(_cubes_xml(self.image_size))
         self._renderer: Any = None

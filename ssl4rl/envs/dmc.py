@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ssl4rl._gl import gl_error_message
+from ssl4rl._gl import gl_guard
 from ssl4rl.errors import UserError
 from ssl4rl.utils import push_frame
 
@@ -45,15 +45,13 @@ class FastRenderer:
     """
 
     def __init__(self, physics: Any, size: int, camera: int, fast: bool = True) -> None:
-        import mujoco
+        with gl_guard(render=True):  # a bad MUJOCO_GL, EGL/OSMesa missing or broken, no X display
+            import mujoco
 
-        model = physics.model.ptr
-        if fast:
-            model.vis.quality.offsamples = 0  # must be set before the GL context exists
-        try:
+            model = physics.model.ptr
+            if fast:
+                model.vis.quality.offsamples = 0  # must be set before the GL context exists
             self._renderer = mujoco.Renderer(model, size, size)
-        except Exception as e:  # EGL/OSMesa missing or broken
-            raise UserError(gl_error_message(e)) from None
         if fast:
             flags = self._renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
@@ -105,10 +103,10 @@ class DMCEnv(gym.Env):
         seed: int | None = None,
         render_mode: str | None = "rgb_array",
     ) -> None:
-        from dm_control import suite
-
         if obs_type not in ("pixels", "state"):
             raise UserError(f"unknown obs_type '{obs_type}'; valid: pixels, state")
+        with gl_guard(render=obs_type == "pixels"):  # dm_control refuses a bad MUJOCO_GL at import
+            from dm_control import suite
         for name, value, low, high in (("image_size", image_size, 16, MAX_IMAGE_SIZE), ("frame_stack", frame_stack, 1, 100),
                                        ("action_repeat", action_repeat, 1, 1000), ("camera", camera, -1, 1000)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:

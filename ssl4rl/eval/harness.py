@@ -30,6 +30,8 @@ coloured by label); for one frame dataset also ``probe.json`` / ``probe.md`` (st
 
 from __future__ import annotations
 
+import contextlib
+
 import itertools
 import json
 from collections.abc import Callable, Sequence
@@ -43,6 +45,7 @@ from ssl4rl.data import dataset_meta, load_split, resize_frames
 from ssl4rl.data.datasets import FrameDataset
 from ssl4rl.encoders import Encoder, encoder_meta, load_encoder, random_like
 from ssl4rl.errors import UserError
+from ssl4rl.runs import claimed_run_dir
 from ssl4rl.eval.finetune import finetune as finetune_encoder
 from ssl4rl.eval.knn import DEFAULT_TEMPERATURE, knn_accuracy
 from ssl4rl.eval.linear import linear_probe, stratified_split
@@ -57,7 +60,7 @@ from ssl4rl.eval.probe import (
 from ssl4rl.eval.ranking import ranking_markdown, world_model_ranking
 from ssl4rl.eval.report import eval_markdown, main_metrics, markdown_table, probe_json
 from ssl4rl.runs import log
-from ssl4rl.utils import resolve_device, write_json, write_text
+from ssl4rl.utils import check_memory, resolve_device, write_json, write_text
 
 KINDS = ("frames", "imagefolder", "cifar10", "stl10")
 PROJECTION_POINTS = 2000
@@ -135,8 +138,11 @@ def load_frame_sets(paths: Sequence[str | Path], holdout: float = 0.2, seed: int
         train, test = load_split(p, holdout=holdout, seed=seed)
         if not test:
             raise UserError(f"{p}: need at least 2 episodes to hold one out for evaluation")
-        meta = dataset_meta(p)
-        names = meta.get("state_names") or [f"s{i}" for i in range(train[0].states.shape[1])]
+        meta, dim = dataset_meta(p), train[0].states.shape[1]
+        names = meta.get("state_names") or [f"s{i}" for i in range(dim)]
+        if len(names) != dim:
+            raise UserError(f"{Path(p) / 'meta.json'}: {len(names)} state_names for states of {dim} values; delete it "
+                            "or re-collect the dataset")
         loaded.append((str(meta.get("env") or Path(p).name), list(names), FrameDataset(train), FrameDataset(test)))
     names = unique_names([x[0] for x in loaded], [Path(p).name for p in paths])
     return [FrameSet(n, *rest) for n, (_, *rest) in zip(names, loaded, strict=True)]
@@ -252,69 +258,76 @@ def evaluate(
     for f in label_fractions:
         if not 0 < f < 1:
             raise UserError(f"label fraction {f} must be between 0 and 1 (e.g. label_fractions=[0.01,0.1])")
+    if isinstance(pixels_size, bool) or not isinstance(pixels_size, int) or pixels_size < 1:
+        raise UserError(f"pixels_size={pixels_size!r}: must be a positive whole number of pixels (e.g. 16)")
     if any(int(k) < 1 for k in knn_k):
         raise UserError(f"knn_k={list(knn_k)}: every k must be at least 1")
-    dev = resolve_device(device)
-    reps = representations(encoders, dev, batch_size, pixels_size, seed)
+    claim = claimed_run_dir(out, log_file=False) if out is not None else contextlib.nullcontext()
+    with claim:  # out= is claimed as by the command line: never a finished evaluation, never two processes
+        dev = resolve_device(device)
+        reps = representations(encoders, dev, batch_size, pixels_size, seed)
 
-    sets: list[FrameSet] = []
-    if kind == "frames":
-        sets = load_frame_sets(paths, holdout, seed)
-        train, test, classes, label_how = frame_labels(sets, label_state, n_bins)
-    else:
-        size = image_size or max(r.encoder.image_size for r in reps if r.encoder is not None)
-        train, test, classes = load_labelled_images(kind, paths[0], size, holdout, seed, progress)
-        label_how = f"the {kind} class labels"
-    gen = torch.Generator().manual_seed(seed)
-    subsets = {f"{f:g}": stratified_split(train.labels, f, gen)[0] for f in label_fractions}
-    shown = torch.randperm(len(test.labels), generator=gen)[:PROJECTION_POINTS].sort().values
+        sets: list[FrameSet] = []
+        if kind == "frames":
+            sets = load_frame_sets(paths, holdout, seed)
+            train, test, classes, label_how = frame_labels(sets, label_state, n_bins)
+        else:
+            size = image_size or max(r.encoder.image_size for r in reps if r.encoder is not None)
+            train, test, classes = load_labelled_images(kind, paths[0], size, holdout, seed, progress)
+            label_how = f"the {kind} class labels"
+        n = len(train.labels) + len(test.labels)  # features of every image, then their concatenation: two copies
+        check_memory(2 * n * 3 * pixels_size**2 * 4, f"pixels_size={pixels_size}: the raw-pixel baseline of {n} images",
+                     "use pixels_size=16")
+        gen = torch.Generator().manual_seed(seed)
+        subsets = {f"{f:g}": stratified_split(train.labels, f, gen)[0] for f in label_fractions}
+        shown = torch.randperm(len(test.labels), generator=gen)[:PROJECTION_POINTS].sort().values
 
-    rows, panels = [], {}
-    for rep in reps:
-        with torch.no_grad():  # features are leaves for the linear probe, not inference tensors
-            x_tr = [rep.featurize(b) for b in train.images]
-            x_te = [rep.featurize(b) for b in test.images]
-        row: dict[str, Any] = {"name": rep.name, "encoder": rep.path, "feature_dim": int(x_tr[0].shape[1]),
-                               "pretext": rep.pretext}
-        if sets:
-            row["state"] = {
-                s.name: state_probe(a.numpy(), s.train.states.numpy(), s.train.store.lengths,
-                                    b.numpy(), s.test.states.numpy(), s.test.store.lengths, s.state_names)
-                for s, a, b in zip(sets, x_tr, x_te, strict=True)
-            }
-        x_tr, x_te = torch.cat(x_tr), torch.cat(x_te)
-        row.update(classification_metrics(x_tr, train.labels, x_te, test.labels, len(classes), subsets, knn_k,
-                                          temperature, seed))
-        if kind == "frames" and rep.path is not None:  # a C-SWM run's world model: multi-step ranking
-            row.update(world_model_ranking(rep.path, paths, dev, None if out is None else Path(out)))
-        if finetune and rep.encoder is not None:
-            row["finetune"] = finetune_encoder(
-                rep.encoder, _one_block(train.images), train.labels, _one_block(test.images), test.labels,
-                len(classes), epochs=finetune_epochs, flip=kind != "frames",
-                generator=torch.Generator().manual_seed(seed), progress=progress, desc=f"fine-tune {rep.name}",
-            )
-        panels[rep.name] = (x_te[shown], test.labels[shown])
-        shown_metrics = ", ".join(f"{k} {v:.3f}" for k, v in main_metrics(row).items() if v is not None)
-        log.info(f"eval {rep.name}: {shown_metrics}")
-        rows.append(row)
+        rows, panels = [], {}
+        for rep in reps:
+            with torch.no_grad():  # features are leaves for the linear probe, not inference tensors
+                x_tr = [rep.featurize(b) for b in train.images]
+                x_te = [rep.featurize(b) for b in test.images]
+            row: dict[str, Any] = {"name": rep.name, "encoder": rep.path, "feature_dim": int(x_tr[0].shape[1]),
+                                   "pretext": rep.pretext}
+            if sets:
+                row["state"] = {
+                    s.name: state_probe(a.numpy(), s.train.states.numpy(), s.train.store.lengths,
+                                        b.numpy(), s.test.states.numpy(), s.test.store.lengths, s.state_names)
+                    for s, a, b in zip(sets, x_tr, x_te, strict=True)
+                }
+            x_tr, x_te = torch.cat(x_tr), torch.cat(x_te)
+            row.update(classification_metrics(x_tr, train.labels, x_te, test.labels, len(classes), subsets, knn_k,
+                                              temperature, seed))
+            if kind == "frames" and rep.path is not None:  # a C-SWM run's world model: multi-step ranking
+                row.update(world_model_ranking(rep.path, paths, dev, None if out is None else Path(out)))
+            if finetune and rep.encoder is not None:
+                row["finetune"] = finetune_encoder(
+                    rep.encoder, _one_block(train.images), train.labels, _one_block(test.images), test.labels,
+                    len(classes), epochs=finetune_epochs, flip=kind != "frames",
+                    generator=torch.Generator().manual_seed(seed), progress=progress, desc=f"fine-tune {rep.name}",
+                )
+            panels[rep.name] = (x_te[shown], test.labels[shown])
+            shown_metrics = ", ".join(f"{k} {v:.3f}" for k, v in main_metrics(row).items() if v is not None)
+            log.info(f"eval {rep.name}: {shown_metrics}")
+            rows.append(row)
 
-    result = {
-        "kind": kind,
-        "data": [str(p) for p in paths],
-        "labels": label_how,
-        "classes": classes,
-        "train_samples": len(train.labels),
-        "test_samples": len(test.labels),
-        "knn": {"k": [int(k) for k in knn_k], "temperature": temperature},
-        "label_fractions": [float(f) for f in label_fractions],
-        "datasets": [{"name": s.name, "train_episodes": len(s.train.store.lengths),
-                      "test_episodes": len(s.test.store.lengths), "test_frames": len(s.test),
-                      "state_names": s.state_names} for s in sets],
-        "rows": rows,
-    }
-    if out is not None:
-        write_outputs(result, panels, Path(out))
-    return result
+        result = {
+            "kind": kind,
+            "data": [str(p) for p in paths],
+            "labels": label_how,
+            "classes": classes,
+            "train_samples": len(train.labels),
+            "test_samples": len(test.labels),
+            "knn": {"k": [int(k) for k in knn_k], "temperature": temperature},
+            "label_fractions": [float(f) for f in label_fractions],
+            "datasets": [{"name": s.name, "train_episodes": len(s.train.store.lengths),
+                          "test_episodes": len(s.test.store.lengths), "test_frames": len(s.test),
+                          "state_names": s.state_names} for s in sets],
+            "rows": rows,
+        }
+        if out is not None:
+            write_outputs(result, panels, Path(out))
+        return result
 
 
 def _one_block(blocks: list[torch.Tensor]) -> torch.Tensor:

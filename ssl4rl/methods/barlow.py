@@ -18,8 +18,9 @@ import torch
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
+from ssl4rl.fields import setting
 from ssl4rl.losses.barlow import barlow_twins_loss
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.heads import mlp
 
 
@@ -27,11 +28,11 @@ from ssl4rl.parts.heads import mlp
 class BarlowConfig(MethodConfig):
     """Barlow Twins recipe for 32-84 px: AdamW lr 1e-3, batch 128, weight decay 1.5e-6, projector 1024x3."""
 
-    name: str = "barlow"
-    weight_decay: float = 1.5e-6
-    proj_hidden: int = 1024
-    proj_dim: int = 1024
-    lambd: float = 0.0051
+    name: str = recipe("name", "barlow")
+    weight_decay: float = recipe("weight_decay", 1.5e-6)
+    proj_hidden: int = setting(1024, ge=1, le=MAX_WIDTH)
+    proj_dim: int = setting(1024, ge=1, le=MAX_WIDTH)
+    lambd: float = setting(0.0051, ge=0)  # weight of the off-diagonal terms
     aug: ViewAug = field(default_factory=ViewAug)
 
 

@@ -27,24 +27,43 @@ from torch import nn
 
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
+from ssl4rl.fields import setting, validate
+from ssl4rl.optim import OPTIMIZERS
 
 if TYPE_CHECKING:
     from ssl4rl.worldmodels import WorldModel
+
+
+def _method_names() -> list[str]:
+    from ssl4rl.methods import METHODS
+
+    return sorted(METHODS)
+
+
+MAX_WIDTH = 65536  # the widest hidden, projection or output layer a method may ask for
+MAX_CHANNELS = 4096  # the widest convolution or transformer layer a method may ask for
 
 
 @dataclass
 class MethodConfig:
     """Fields every method has: its name and its optimisation recipe (scaled for 32-84 px)."""
 
-    name: str = "?"
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: str = "adamw"  # adamw | sgd | lars
-    weight_decay: float = 0.05
-    momentum: float = 0.9  # sgd / lars momentum
-    warmup: int = 100  # optimizer steps of linear warm-up before the cosine decay
-    lars_eta: float = 1e-3  # LARS trust coefficient (SimCLR, BYOL, Barlow Twins)
-    lr_reference_batch: int = 0  # >0: ``lr`` is given for this many images and scaled by batch_size / it
+    name: str = setting("?", choices=_method_names)
+    batch_size: int = setting(128, ge=1, le=1_000_000)
+    lr: float = setting(1e-3, gt=0)
+    optimizer: str = setting("adamw", choices=OPTIMIZERS)
+    weight_decay: float = setting(0.05, ge=0)
+    momentum: float = setting(0.9, ge=0, lt=1)  # sgd / lars momentum
+    warmup: int = setting(100, ge=0)  # optimizer steps of linear warm-up before the cosine decay
+    lars_eta: float = setting(1e-3, gt=0, le=1)  # LARS trust coefficient (SimCLR, BYOL, Barlow Twins)
+    # >0: ``lr`` is given for this many images and scaled by batch_size / it
+    lr_reference_batch: int = setting(0, ge=0, le=1_000_000)
+
+
+def recipe(name: str, default: Any, base: type = MethodConfig) -> Any:
+    """A method's own default for field ``name`` of ``base``, keeping the range ``base`` declares."""
+    inherited = next(f for f in dataclasses.fields(base) if f.name == name)
+    return dataclasses.field(default=default, metadata=inherited.metadata)
 
 
 @dataclass
@@ -101,6 +120,7 @@ class Method(nn.Module, abc.ABC):
 
     def __init__(self, encoder: Encoder, cfg: MethodConfig, ctx: MethodContext) -> None:
         super().__init__()
+        validate(cfg, "method.")
         self.encoder = encoder
         self.cfg = cfg
         self.ctx = ctx

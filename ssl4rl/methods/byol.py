@@ -20,8 +20,9 @@ import torch
 
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
+from ssl4rl.fields import setting
 from ssl4rl.losses.normalized_mse import normalized_mse
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.heads import mlp
 from ssl4rl.parts.momentum import cosine_momentum
 from ssl4rl.parts.teacher import MomentumTeacher
@@ -31,12 +32,12 @@ from ssl4rl.parts.teacher import MomentumTeacher
 class BYOLConfig(MethodConfig):
     """BYOL recipe for 32-84 px: AdamW lr 1e-3, heads 512 -> 128, momentum 0.996 -> 1 (cosine)."""
 
-    name: str = "byol"
-    proj_hidden: int = 512
-    proj_dim: int = 128
-    proj_layers: int = 2
-    pred_hidden: int = 512
-    teacher_momentum: float = 0.996  # the paper's base of the cosine schedule to 1
+    name: str = recipe("name", "byol")
+    proj_hidden: int = setting(512, ge=1, le=MAX_WIDTH)
+    proj_dim: int = setting(128, ge=1, le=MAX_WIDTH)
+    proj_layers: int = setting(2, ge=1, le=16)
+    pred_hidden: int = setting(512, ge=1, le=MAX_WIDTH)
+    teacher_momentum: float = setting(0.996, ge=0, le=1)  # the paper's base of the cosine schedule to 1
     aug1: ViewAug = field(default_factory=ViewAug)
     aug2: ViewAug = field(default_factory=lambda: ViewAug(solarize=0.2))
 

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 from ssl4rl.losses.soft_ce import soft_cross_entropy
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_CHANNELS, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.decoders import decoder_for
 from ssl4rl.parts.lab import (
     ab_points,
@@ -46,18 +47,18 @@ from ssl4rl.parts.lab import (
 class ColorizationConfig(MethodConfig):
     """Colorization recipe for 32-84 px frames."""
 
-    name: str = "colorization"
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-3
-    grid: float = 10.0  # ab bin width
-    neighbours: int = 5  # bins a soft target spreads over
-    sigma: float = 5.0  # Gaussian of the soft encoding (ab units)
-    out_stride: int = 4  # logits at 1/out_stride of the image side
+    name: str = recipe("name", "colorization")
+    batch_size: int = recipe("batch_size", 64)
+    lr: float = recipe("lr", 1e-3)
+    weight_decay: float = recipe("weight_decay", 1e-3)
+    grid: float = setting(10.0, ge=1, le=100)  # ab bin width
+    neighbours: int = setting(5, ge=1)  # bins a soft target spreads over (at most the number of bins)
+    sigma: float = setting(5.0, gt=0)  # Gaussian of the soft encoding (ab units)
+    out_stride: int = setting(4, ge=1, le=1024)  # logits at 1/out_stride of the image side
     rebalance: bool = False  # class rebalancing (paper eq. 3-4)
-    rebalance_lambda: float = 0.5
-    temperature: float = 0.38  # annealed-mean decoding (figures)
-    decoder_dim: int = 64
+    rebalance_lambda: float = setting(0.5, ge=0, le=1)
+    temperature: float = setting(0.38, gt=0, le=1)  # annealed-mean decoding (figures)
+    decoder_dim: int = setting(64, ge=1, le=MAX_CHANNELS)
     aug: ViewAug = field(default_factory=lambda: ViewAug(crop_scale=(0.5, 1.0), jitter=0.0, grayscale=0.0))
 
 

@@ -28,8 +28,9 @@ from torch import nn
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 from ssl4rl.losses.infonce import info_nce
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_CHANNELS, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.dist import gather, rank_offset
 
 
@@ -92,14 +93,20 @@ class ContextNet(nn.Module):
 class CPCConfig(MethodConfig):
     """CPC v2 recipe for 32-84 px: 16 px patches every 8 px, 3 rows ahead, patch-wise augmentation."""
 
-    name: str = "cpc"
-    batch_size: int = 32
-    patch_size: int = 16
-    patch_stride: int = 8
-    pred_steps: int = 3  # rows ahead to predict (clipped to the grid)
-    context_dim: int = 128
-    context_blocks: int = 3
+    name: str = recipe("name", "cpc")
+    batch_size: int = recipe("batch_size", 32)
+    patch_size: int = setting(16, ge=1, le=1024)
+    patch_stride: int = setting(8, ge=1, le=1024)  # at most patch_size (patches overlap or touch)
+    pred_steps: int = setting(3, ge=1, le=64)  # rows ahead to predict (clipped to the grid)
+    context_dim: int = setting(128, ge=1, le=MAX_CHANNELS)
+    context_blocks: int = setting(3, ge=0, le=64)
     aug: ViewAug = field(default_factory=lambda: ViewAug(crop_scale=(1.0, 1.0), flip=0.0, shift_pad=2))
+
+    def check(self) -> None:
+        """Patches overlap or touch: ``patch_stride <= patch_size``."""
+        if self.patch_stride > self.patch_size:
+            raise UserError(f"method.patch_stride={self.patch_stride} is larger than method.patch_size={self.patch_size}, "
+                            "which skips pixels between patches; use patch_stride <= patch_size, e.g. half of it")
 
 
 class CPC(Method):
@@ -111,8 +118,6 @@ class CPC(Method):
 
     def __init__(self, encoder: Encoder, cfg: CPCConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        if cfg.patch_stride < 1 or cfg.pred_steps < 1:
-            raise UserError(f"method=cpc: patch_stride={cfg.patch_stride} and pred_steps={cfg.pred_steps} must be >= 1")
         rows = grid_size(encoder.image_size, cfg.patch_size, cfg.patch_stride)
         if rows < 2:
             raise UserError(

@@ -43,34 +43,42 @@ import torch.nn.functional as F
 
 from ssl4rl.encoders import load_encoder
 from ssl4rl.errors import UserError
+from ssl4rl.fields import setting, validate
 from ssl4rl.losses.hinge import hinge_loss
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_CHANNELS, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.worldmodels.cswm import CSWM, CSWMEncoder, SlotDecoder, Transition
 from ssl4rl.worldmodels.io import encoder_spec
 
 OBJECTIVES = ("contrastive", "decoder")
+EXTRACTORS = ("small", "medium", "large")
+
+
+def _saved_folder(path: str) -> str | None:
+    return None if not path or Path(path).exists() else "folder not found; give a saved encoder folder"
 
 
 @dataclass
 class CSWMConfig(MethodConfig):
     """C-SWM recipe (paper: hidden_dim 512, batch 1024; here sized for a 2-core CPU)."""
 
-    name: str = "cswm"
-    batch_size: int = 512
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    warmup: int = 0
-    image_size: int = 50  # frames are resized to this (the block-pushing envs render 50 px)
-    num_slots: int = 5  # K object slots (1: the unstructured ablation)
-    embedding_dim: int = 2  # D numbers per slot
-    hidden_dim: int = 128  # MLP width of the object encoder, transition and decoder (paper 512); CNN width hidden/16
-    extractor: str = "small"  # small (2-D shapes) | medium (Atari) | large (3-D cubes)
+    name: str = recipe("name", "cswm")
+    batch_size: int = recipe("batch_size", 512)
+    lr: float = recipe("lr", 5e-4)
+    weight_decay: float = recipe("weight_decay", 0.0)
+    warmup: int = recipe("warmup", 0)
+    image_size: int = setting(50, ge=8, le=256)  # frames are resized to this (the block-pushing envs render 50 px)
+    num_slots: int = setting(5, ge=1, le=64)  # K object slots (1: the unstructured ablation)
+    embedding_dim: int = setting(2, ge=1, le=MAX_CHANNELS)  # D numbers per slot
+    # MLP width of the object encoder, transition and decoder (paper 512); CNN width hidden/16
+    hidden_dim: int = setting(128, ge=1, le=MAX_CHANNELS)
+    extractor: str = setting("small", choices=EXTRACTORS)  # small (2-D shapes) | medium (Atari) | large (3-D cubes)
     gnn: bool = True  # false: the transition is a per-slot MLP without edges (ablation)
     copy_action: bool = False  # true: every slot sees the whole action (one-hot actions are split per object otherwise)
-    margin: float = 1.0  # hinge margin gamma
-    sigma: float = 0.5  # energy scale: d = 0.5 / sigma^2 * squared distance
-    objective: str = "contrastive"  # contrastive (C-SWM) | decoder (the "World Model (AE)" baseline)
-    init_encoder: str = ""  # a saved ssl4rl encoder folder whose forward_map replaces the CNN extractor
+    margin: float = setting(1.0, ge=0)  # hinge margin gamma
+    sigma: float = setting(0.5, gt=0)  # energy scale: d = 0.5 / sigma^2 * squared distance
+    objective: str = setting("contrastive", choices=OBJECTIVES)  # contrastive (C-SWM) | decoder (the "World Model (AE)" baseline)
+    # a saved ssl4rl encoder folder whose forward_map replaces the CNN extractor
+    init_encoder: str = setting("", check=_saved_folder)
     cosine_lr: bool = False  # false: constant lr (the paper); true: ssl4rl's warm-up + cosine decay
 
 
@@ -86,7 +94,7 @@ class CSWMMethod(Method):
     @classmethod
     def own_encoder(cls, cfg: CSWMConfig) -> CSWMEncoder:  # type: ignore[override]
         """The object extractor + object encoder described by the method's config."""
-        _check_config(cfg)
+        validate(cfg, "method.")
         kwargs = dict(image_size=cfg.image_size, num_slots=cfg.num_slots, embedding_dim=cfg.embedding_dim,
                       hidden_dim=cfg.hidden_dim)
         if not cfg.init_encoder:
@@ -99,7 +107,6 @@ class CSWMMethod(Method):
 
     def __init__(self, encoder: CSWMEncoder, cfg: CSWMConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        _check_config(cfg)
         if ctx.action_dim < 1:
             raise UserError("method=cswm needs actions between frames (transitions); its data records none")
         split = ctx.discrete_actions and not cfg.copy_action
@@ -177,11 +184,3 @@ class CSWMMethod(Method):
         latent_path = folder / f"cswm_latents_step{step:07d}.png"
         _save_fig(fig, latent_path)
         return [mask_path, latent_path]
-
-
-def _check_config(cfg: CSWMConfig) -> None:
-    """One-line UserError for an unknown objective or an init_encoder folder that does not exist."""
-    if cfg.objective not in OBJECTIVES:
-        raise UserError(f"unknown method.objective '{cfg.objective}'; valid: {', '.join(OBJECTIVES)}")
-    if cfg.init_encoder and not Path(cfg.init_encoder).exists():
-        raise UserError(f"method.init_encoder={cfg.init_encoder}: folder not found; give a saved encoder folder")

@@ -33,7 +33,8 @@ from torch import nn
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.fields import setting
+from ssl4rl.methods.base import MAX_CHANNELS, MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.dist import is_distributed
 from ssl4rl.parts.kmeans import fit_pca_whitening, kmeans
 
@@ -42,12 +43,12 @@ from ssl4rl.parts.kmeans import fit_pca_whitening, kmeans
 class DeepClusterConfig(MethodConfig):
     """DeepCluster recipe for 32-84 px: 100 clusters, PCA to 64 whitened dims, 20 k-means iterations."""
 
-    name: str = "deepcluster"
-    batch_size: int = 128
-    weight_decay: float = 1e-5
-    num_clusters: int = 100
-    pca_dim: int = 64
-    kmeans_iters: int = 20
+    name: str = recipe("name", "deepcluster")
+    batch_size: int = recipe("batch_size", 128)
+    weight_decay: float = recipe("weight_decay", 1e-5)
+    num_clusters: int = setting(100, ge=2, le=MAX_WIDTH)  # clipped to the number of samples
+    pca_dim: int = setting(64, ge=1, le=MAX_CHANNELS)
+    kmeans_iters: int = setting(20, ge=1, le=1000)
     aug: ViewAug = field(default_factory=lambda: ViewAug(crop_scale=(0.2, 1.0), jitter=0.0, grayscale=0.0))
 
 
@@ -64,8 +65,6 @@ class DeepCluster(Method):
         n = ctx.num_samples
         if n < 1 or ctx.all_batches is None:
             raise UserError("method=deepcluster needs the training set (MethodContext.num_samples and all_batches)")
-        if cfg.num_clusters < 1 or cfg.pca_dim < 1:
-            raise UserError(f"method=deepcluster: num_clusters={cfg.num_clusters} and pca_dim={cfg.pca_dim} must be at least 1")
         self.k = min(cfg.num_clusters, n)
         self.cluster_dim = max(1, min(cfg.pca_dim, encoder.feature_dim, n - 1))
         self.steps_per_epoch = math.ceil(n / ctx.batch_size)

@@ -33,8 +33,10 @@ import torch.nn.functional as F
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
+from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 from ssl4rl.losses.dino import dino_loss
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.dist import all_reduce_mean
 from ssl4rl.parts.heads import DINOHead
 from ssl4rl.parts.momentum import cosine_momentum
@@ -45,24 +47,33 @@ from ssl4rl.parts.teacher import MomentumTeacher
 class DINOConfig(MethodConfig):
     """DINO recipe for 32-84 px: AdamW lr 5e-4 x batch / 256, batch 64, weight decay 0.04, 2 global + 4 local crops."""
 
-    name: str = "dino"
-    batch_size: int = 64
-    lr: float = 5e-4  # for a batch of 256 images, scaled linearly with batch_size (the official rule)
-    lr_reference_batch: int = 256
-    weight_decay: float = 0.04
-    out_dim: int = 1024
-    hidden_dim: int = 512
-    bottleneck_dim: int = 128
+    name: str = recipe("name", "dino")
+    batch_size: int = recipe("batch_size", 64)
+    lr: float = recipe("lr", 5e-4)  # for a batch of 256 images, scaled linearly with batch_size (the official rule)
+    lr_reference_batch: int = recipe("lr_reference_batch", 256)
+    weight_decay: float = recipe("weight_decay", 0.04)
+    out_dim: int = setting(1024, ge=1, le=MAX_WIDTH)
+    hidden_dim: int = setting(512, ge=1, le=MAX_WIDTH)
+    bottleneck_dim: int = setting(128, ge=1, le=MAX_WIDTH)
     use_bn_in_head: bool = True  # batch norm in the head's hidden layers (see the module docstring)
-    student_temp: float = 0.1
-    teacher_temp_start: float = 0.04
-    teacher_temp: float = 0.07
-    teacher_temp_warmup: float = 0.3  # fraction of the run's steps
-    teacher_momentum: float = 0.996  # base of the cosine schedule to 1
-    center_momentum: float = 0.9
-    freeze_last_layer: int = 20  # steps without updates of the head's last layer
+    student_temp: float = setting(0.1, gt=0)
+    teacher_temp_start: float = setting(0.04, gt=0)  # at most teacher_temp
+    teacher_temp: float = setting(0.07, gt=0)  # at most student_temp (the teacher sharpens)
+    teacher_temp_warmup: float = setting(0.3, ge=0, le=1)  # fraction of the run's steps
+    teacher_momentum: float = setting(0.996, ge=0, le=1)  # base of the cosine schedule to 1
+    center_momentum: float = setting(0.9, ge=0, le=1)
+    freeze_last_layer: int = setting(20, ge=0)  # steps without updates of the head's last layer
     crops: MultiCrop = field(default_factory=MultiCrop)
     aug: ViewAug = field(default_factory=ViewAug)
+
+    def check(self) -> None:
+        """The teacher temperature warms up to ``teacher_temp``, which sharpens: at most ``student_temp``."""
+        if self.teacher_temp_start > self.teacher_temp:
+            raise UserError(f"method.teacher_temp_start={self.teacher_temp_start} is above method.teacher_temp="
+                            f"{self.teacher_temp}; the warm-up raises the teacher temperature, so start at or below it")
+        if self.teacher_temp > self.student_temp:
+            raise UserError(f"method.teacher_temp={self.teacher_temp} is above method.student_temp={self.student_temp}; "
+                            "the teacher must be sharper than the student: use teacher_temp <= student_temp")
 
 
 def teacher_temperature(step: int, total_steps: int, start: float, end: float, warmup: float) -> float:

@@ -36,9 +36,9 @@ from torch.func import functional_call
 
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
-from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 from ssl4rl.losses.weighted_l2 import weighted_l2
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_CHANNELS, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.decoders import decoder_for
 
 MASKS = ("center", "block", "region")
@@ -49,18 +49,18 @@ REGION_NOISE = 4  # side of the noise grid that region masks are upsampled from
 class InpaintingConfig(MethodConfig):
     """Context-encoder recipe for 32-84 px frames."""
 
-    name: str = "inpainting"
-    batch_size: int = 64
-    lr: float = 1e-3
-    mask: str = "center"  # center | block | region
-    mask_area: float = 0.25  # fraction of the image hidden
-    blocks: int = 4  # squares of a block mask
-    overlap: int = 0  # px band around the hole also reconstructed (paper: 4)
-    overlap_weight: float = 10.0  # weight of the band relative to the hole
+    name: str = recipe("name", "inpainting")
+    batch_size: int = recipe("batch_size", 64)
+    lr: float = recipe("lr", 1e-3)
+    mask: str = setting("center", choices=MASKS)  # center | block | region
+    mask_area: float = setting(0.25, gt=0, lt=1)  # fraction of the image hidden
+    blocks: int = setting(4, ge=1, le=64)  # squares of a block mask
+    overlap: int = setting(0, ge=0, le=64)  # px band around the hole also reconstructed (paper: 4)
+    overlap_weight: float = setting(10.0, ge=0)  # weight of the band relative to the hole
     adversarial: bool = False
-    adv_weight: float = 0.001  # lambda_adv; the L2 term gets 1 - lambda_adv
-    decoder_dim: int = 64
-    disc_dim: int = 32
+    adv_weight: float = setting(0.001, ge=0, le=1)  # lambda_adv; the L2 term gets 1 - lambda_adv
+    decoder_dim: int = setting(64, ge=1, le=MAX_CHANNELS)
+    disc_dim: int = setting(32, ge=1, le=MAX_CHANNELS)
     aug: ViewAug = field(default_factory=lambda: ViewAug(crop_scale=(0.5, 1.0), jitter=0.0, grayscale=0.0))
 
 
@@ -127,12 +127,6 @@ class Inpainting(Method):
 
     def __init__(self, encoder: Encoder, cfg: InpaintingConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        if cfg.mask not in MASKS:
-            raise UserError(f"method.mask={cfg.mask}: unknown mask; valid: {', '.join(MASKS)}")
-        if not 0 < cfg.mask_area < 1:
-            raise UserError(f"method.mask_area={cfg.mask_area}: must be in (0, 1), e.g. 0.25")
-        if cfg.blocks < 1 or cfg.overlap < 0:
-            raise UserError(f"method.blocks={cfg.blocks}, method.overlap={cfg.overlap}: need blocks >= 1 and overlap >= 0")
         self.decoder = decoder_for(encoder, 3, encoder.image_size, cfg.decoder_dim)
         self.discriminator = discriminator(cfg.disc_dim) if cfg.adversarial else None
 

@@ -25,7 +25,8 @@ import torch
 from ssl4rl.augment import grayscale as to_grayscale
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.fields import seed_field, setting
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.tiles import (
     GridLayout,
     TileClassifier,
@@ -46,17 +47,19 @@ class JigsawConfig(MethodConfig):
     cell (8 px at 32, 20 px at 84) resized to a multiple of the ViT patch (16 / 24 px), batch 64
     images (576 tiles)."""
 
-    name: str = "jigsaw"
-    batch_size: int = 64
-    num_permutations: int = 64
-    permutation_seed: int = 0
-    grid_frac: float = 0.88  # side of the randomly placed square the grid covers / frame side (the paper: 225 / 256)
-    tile_frac: float = 0.85  # tile side / cell side (the paper: 64 / 75); 1 = no gaps, no jitter
-    tile_size: int = 0  # px tiles are resized to for the encoder (0: derived; fixed-size encoders: their size)
-    channel_shift: int = 1  # colour channels of colour tiles shifted by up to this many px
-    grayscale: float = 0.3  # probability an image is made grayscale
-    tile_dim: int = 128  # the shared per-tile layer (the paper's fc6)
-    hidden: int = 512
+    name: str = recipe("name", "jigsaw")
+    batch_size: int = recipe("batch_size", 64)
+    num_permutations: int = setting(64, ge=2, le=1000)
+    permutation_seed: int = seed_field(0)
+    # side of the randomly placed square the grid covers / frame side (the paper: 225 / 256)
+    grid_frac: float = setting(0.88, gt=0, le=1)
+    tile_frac: float = setting(0.85, gt=0, le=1)  # tile side / cell side (the paper: 64 / 75); 1 = no gaps, no jitter
+    # px tiles are resized to for the encoder (0: derived; fixed-size encoders: their size)
+    tile_size: int = setting(0, ge=0, le=1024)
+    channel_shift: int = setting(1, ge=0, le=16)  # colour channels of colour tiles shifted by up to this many px
+    grayscale: float = setting(0.3, ge=0, le=1)  # probability an image is made grayscale
+    tile_dim: int = setting(128, ge=1, le=MAX_WIDTH)  # the shared per-tile layer (the paper's fc6)
+    hidden: int = setting(512, ge=1, le=MAX_WIDTH)
 
 
 def jigsaw_layout(size: int, tile_frac: float, grid_frac: float = 1.0) -> GridLayout:

@@ -17,8 +17,10 @@ from torch import nn
 from ssl4rl.augment import random_shift
 from ssl4rl.encoders import ViTEncoder
 from ssl4rl.encoders.vit import sincos_pos_embed
+from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 from ssl4rl.losses import masked_patch_mse
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_CHANNELS, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.patches import gather_tokens, patchify, random_token_mask, unpatchify
 
 
@@ -26,13 +28,19 @@ from ssl4rl.parts.patches import gather_tokens, patchify, random_token_mask, unp
 class MAEConfig(MethodConfig):
     """MAE recipe for 64 px frames: AdamW, lr 1e-3, batch 128, DrQ random shift as the only augmentation."""
 
-    name: str = "mae"
-    mask_ratio: float = 0.75
-    decoder_dim: int = 64
-    decoder_depth: int = 2
-    decoder_heads: int = 4
+    name: str = recipe("name", "mae")
+    mask_ratio: float = setting(0.75, gt=0, lt=1)  # fraction of the patches hidden
+    decoder_dim: int = setting(64, ge=4, le=MAX_CHANNELS)  # a multiple of 4 and of decoder_heads
+    decoder_depth: int = setting(2, ge=1, le=64)
+    decoder_heads: int = setting(4, ge=1, le=256)
     norm_pix_loss: bool = True
-    shift_pad: int = 4  # DrQ-style random shift (0 = off)
+    shift_pad: int = setting(4, ge=0, le=64)  # DrQ-style random shift (0 = off)
+
+    def check(self) -> None:
+        """The decoder's width splits into heads and into the 4 parts of its sin-cos positions."""
+        if self.decoder_dim % 4 or self.decoder_dim % self.decoder_heads:
+            raise UserError(f"method.decoder_dim={self.decoder_dim} must be a multiple of 4 and of "
+                            f"method.decoder_heads={self.decoder_heads}, e.g. decoder_dim=64 decoder_heads=4")
 
 
 class MAE(Method):

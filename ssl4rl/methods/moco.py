@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
+from ssl4rl.fields import setting
 from ssl4rl.losses.queue_infonce import queue_info_nce
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.heads import mlp
 from ssl4rl.parts.momentum import Queue
 from ssl4rl.parts.teacher import MomentumTeacher
@@ -32,12 +33,12 @@ from ssl4rl.parts.teacher import MomentumTeacher
 class MoCoConfig(MethodConfig):
     """MoCo v2 recipe for 32-84 px: temperature 0.2, momentum 0.999, 1024 negatives, AdamW lr 1e-3."""
 
-    name: str = "moco"
-    temperature: float = 0.2
-    teacher_momentum: float = 0.999
-    queue_size: int = 1024  # keep well below the number of training images
-    proj_hidden: int = 512
-    proj_dim: int = 128
+    name: str = recipe("name", "moco")
+    temperature: float = setting(0.2, gt=0)
+    teacher_momentum: float = setting(0.999, ge=0, le=1)
+    queue_size: int = setting(1024, ge=1, le=1_000_000)  # keep well below the number of training images
+    proj_hidden: int = setting(512, ge=1, le=MAX_WIDTH)
+    proj_dim: int = setting(128, ge=1, le=MAX_WIDTH)
     aug: ViewAug = field(default_factory=lambda: ViewAug(saturation=0.4))
 
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ssl4rl.fields import setting
 from ssl4rl.losses.infonce import info_nce
+from ssl4rl.methods.base import recipe
 from ssl4rl.methods.byol import BYOL, BYOLConfig
 from ssl4rl.parts.dist import gather_nograd, rank_offset
 
@@ -29,11 +31,12 @@ from ssl4rl.parts.dist import gather_nograd, rank_offset
 class MoCoV3Config(BYOLConfig):
     """MoCo v3 recipe for 32-84 px: BYOL's heads and views, 3-layer projector, temperature 0.2."""
 
-    name: str = "mocov3"
-    weight_decay: float = 0.1
-    proj_layers: int = 3
-    temperature: float = 0.2
-    teacher_momentum: float = 0.99  # the paper's base of the cosine schedule to 1 (BYOL uses 0.996)
+    name: str = recipe("name", "mocov3")
+    weight_decay: float = recipe("weight_decay", 0.1)
+    proj_layers: int = recipe("proj_layers", 3, BYOLConfig)
+    temperature: float = setting(0.2, gt=0)
+    # the paper's base of the cosine schedule to 1 (BYOL uses 0.996)
+    teacher_momentum: float = recipe("teacher_momentum", 0.99, BYOLConfig)
 
 
 class MoCoV3(BYOL):

@@ -28,8 +28,9 @@ from torch import nn
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 from ssl4rl.losses.infonce import info_nce
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_CHANNELS, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.momentum import MemoryBank
 
 
@@ -37,12 +38,12 @@ from ssl4rl.parts.momentum import MemoryBank
 class NPIDConfig(MethodConfig):
     """NPID recipe for 32-84 px: 128-d features, temperature 0.07, bank momentum 0.5, weight decay 5e-4."""
 
-    name: str = "npid"
-    batch_size: int = 128
-    weight_decay: float = 5e-4
-    temperature: float = 0.07
-    feature_dim: int = 128
-    bank_momentum: float = 0.5
+    name: str = recipe("name", "npid")
+    batch_size: int = recipe("batch_size", 128)
+    weight_decay: float = recipe("weight_decay", 5e-4)
+    temperature: float = setting(0.07, gt=0)
+    feature_dim: int = setting(128, ge=1, le=MAX_CHANNELS)  # one vector of this size per training sample
+    bank_momentum: float = setting(0.5, ge=0, le=1)
     aug: ViewAug = field(default_factory=ViewAug)
 
 

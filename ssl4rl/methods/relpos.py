@@ -23,7 +23,8 @@ import torch
 from ssl4rl.augment import channel_drop
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.fields import setting
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.tiles import GridLayout, TileClassifier, classification_outputs, cut_tiles, resize_tiles, tile_input_size
 
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -36,15 +37,17 @@ class RelPosConfig(MethodConfig):
     and jitter (7 px at 32, 20 px at 84), resized to 16 / 24 px for a patch-8 ViT, every patch
     colour-dropped, batch 128 pairs."""
 
-    name: str = "relpos"
-    batch_size: int = 128
-    patch: int = 0  # patch side in px (0: the largest that fits the frame with the gaps and jitter)
-    gap_frac: float = 0.5  # gap between neighbouring patches / patch side
-    jitter_frac: float = 0.073  # each patch moves by up to ceil(jitter_frac * patch) px each way (paper 7/96)
-    tile_size: int = 0  # px patches are resized to for the encoder (0: derived; fixed-size encoders: their size)
-    channel_drop: float = 1.0  # probability a patch keeps only one colour channel
-    tile_dim: int = 128  # the shared per-patch layer (the paper's fc6)
-    hidden: int = 512
+    name: str = recipe("name", "relpos")
+    batch_size: int = recipe("batch_size", 128)
+    patch: int = setting(0, ge=0, le=1024)  # patch side in px (0: the largest that fits the frame with the gaps and jitter)
+    gap_frac: float = setting(0.5, ge=0, le=2)  # gap between neighbouring patches / patch side
+    # each patch moves by up to ceil(jitter_frac * patch) px each way (paper 7/96)
+    jitter_frac: float = setting(0.073, ge=0, le=1)
+    # px patches are resized to for the encoder (0: derived; fixed-size encoders: their size)
+    tile_size: int = setting(0, ge=0, le=1024)
+    channel_drop: float = setting(1.0, ge=0, le=1)  # probability a patch keeps only one colour channel
+    tile_dim: int = setting(128, ge=1, le=MAX_WIDTH)  # the shared per-patch layer (the paper's fc6)
+    hidden: int = setting(512, ge=1, le=MAX_WIDTH)
 
 
 def relpos_layout(size: int, patch: int = 0, gap_frac: float = 0.5, jitter_frac: float = 0.073) -> GridLayout:

@@ -19,7 +19,8 @@ import torch
 from ssl4rl.augment import ViewAug, apply_view
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.fields import setting
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.heads import mlp
 from ssl4rl.parts.tiles import classification_outputs
 
@@ -29,11 +30,11 @@ class RotationConfig(MethodConfig):
     """RotNet recipe for 32-84 px: batch 64 images (x4 rotations), shift by up to 4 px and flip,
     an MLP classifier (``head_layers=1``: linear)."""
 
-    name: str = "rotation"
-    batch_size: int = 64
+    name: str = recipe("name", "rotation")
+    batch_size: int = recipe("batch_size", 64)
     all_rotations: bool = True  # each image in all 4 rotations in one batch (the paper); false: one random rotation
-    head_layers: int = 2  # 1: a linear classifier; 2+: an MLP
-    head_hidden: int = 256
+    head_layers: int = setting(2, ge=1, le=16)  # 1: a linear classifier; 2+: an MLP
+    head_hidden: int = setting(256, ge=1, le=MAX_WIDTH)
     aug: ViewAug = field(
         default_factory=lambda: ViewAug(crop_scale=(1.0, 1.0), shift_pad=4, flip=0.5, jitter=0.0, grayscale=0.0)
     )
@@ -69,8 +70,6 @@ class Rotation(Method):
 
     def __init__(self, encoder: Encoder, cfg: RotationConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)
-        if cfg.head_layers < 1:
-            raise UserError(f"method.head_layers={cfg.head_layers}: must be at least 1 (1 = linear classifier)")
         self.classifier = mlp(encoder.feature_dim, cfg.head_hidden, 4, layers=cfg.head_layers, norm="ln")
 
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,8 +9,9 @@ import torch
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
+from ssl4rl.fields import setting
 from ssl4rl.losses import nt_xent
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.heads import mlp
 
 
@@ -19,10 +20,10 @@ class SimCLRConfig(MethodConfig):
     """SimCLR recipe for 32-84 px: crops of 20-100% area, flip, colour jitter, grayscale; no blur
     (small images); temperature 0.2; AdamW for short CPU runs (``method.optimizer=lars`` as in the paper)."""
 
-    name: str = "simclr"
-    temperature: float = 0.2
-    proj_hidden: int = 512
-    proj_dim: int = 128
+    name: str = recipe("name", "simclr")
+    temperature: float = setting(0.2, gt=0)
+    proj_hidden: int = setting(512, ge=1, le=MAX_WIDTH)
+    proj_dim: int = setting(128, ge=1, le=MAX_WIDTH)
     aug: ViewAug = field(default_factory=ViewAug)
 
 

@@ -19,8 +19,9 @@ import torch
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
+from ssl4rl.fields import setting
 from ssl4rl.losses.negative_cosine import negative_cosine
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.heads import mlp
 
 
@@ -28,12 +29,12 @@ from ssl4rl.parts.heads import mlp
 class SimSiamConfig(MethodConfig):
     """SimSiam recipe for 32-84 px: SGD lr 0.05 (fixed for the predictor), heads 256 / 64."""
 
-    name: str = "simsiam"
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    weight_decay: float = 1e-4
-    proj_dim: int = 256  # projector hidden and output width
-    pred_hidden: int = 64  # predictor bottleneck
+    name: str = recipe("name", "simsiam")
+    optimizer: str = recipe("optimizer", "sgd")
+    lr: float = recipe("lr", 0.05)
+    weight_decay: float = recipe("weight_decay", 1e-4)
+    proj_dim: int = setting(256, ge=1, le=MAX_WIDTH)  # projector hidden and output width
+    pred_hidden: int = setting(64, ge=1, le=MAX_WIDTH)  # predictor bottleneck
     aug: ViewAug = field(default_factory=lambda: ViewAug(saturation=0.4))
 
 

@@ -32,9 +32,9 @@ from torch import nn
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
-from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 from ssl4rl.losses.swav import sinkhorn, swav_loss
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.dist import rank, world_size
 from ssl4rl.parts.heads import mlp
 from ssl4rl.parts.momentum import Queue
@@ -47,23 +47,24 @@ SMALL_BATCH = 256  # below this batch size the paper computes the codes over a q
 class SwAVConfig(MethodConfig):
     """SwAV recipe for 32-84 px: AdamW lr 5e-4 x batch / 256, batch 64, weight decay 1e-6, 256 prototypes."""
 
-    name: str = "swav"
-    batch_size: int = 64
-    lr: float = 5e-4  # for a batch of 256 images, scaled linearly with batch_size (the paper's 0.6 at 256, 4.8 at 4096)
-    lr_reference_batch: int = 256
-    weight_decay: float = 1e-6
-    proj_hidden: int = 512
-    proj_dim: int = 128
-    n_prototypes: int = 256
-    temperature: float = 0.1
-    epsilon: float = 0.05
-    sinkhorn_iters: int = 3
-    freeze_prototypes: int = 20  # steps without prototype updates
+    name: str = recipe("name", "swav")
+    batch_size: int = recipe("batch_size", 64)
+    # for a batch of 256 images, scaled linearly with batch_size (the paper's 0.6 at 256, 4.8 at 4096)
+    lr: float = recipe("lr", 5e-4)
+    lr_reference_batch: int = recipe("lr_reference_batch", 256)
+    weight_decay: float = recipe("weight_decay", 1e-6)
+    proj_hidden: int = setting(512, ge=1, le=MAX_WIDTH)
+    proj_dim: int = setting(128, ge=1, le=MAX_WIDTH)
+    n_prototypes: int = setting(256, ge=2, le=MAX_WIDTH)
+    temperature: float = setting(0.1, gt=0)
+    epsilon: float = setting(0.05, gt=0)  # Sinkhorn's entropy regularisation
+    sinkhorn_iters: int = setting(3, ge=1, le=1000)
+    freeze_prototypes: int = setting(20, ge=0)  # steps without prototype updates
     # small batches (batch_size < 256): Sinkhorn also sees a queue of the last ``queue_batches``
     # batches of global-crop embeddings (official: 3840 = 15 x 256), filled from epoch
     # ``queue_start_epochs`` on (official ``epoch_queue_starts``) and used once full; 0: no queue
-    queue_batches: int = 15
-    queue_start_epochs: int = 15
+    queue_batches: int = setting(15, ge=0, le=1000)
+    queue_start_epochs: int = setting(15, ge=0)
     crops: MultiCrop = field(default_factory=lambda: MultiCrop(global_scale=(0.14, 1.0), local_scale=(0.05, 0.14)))
     aug: ViewAug = field(default_factory=ViewAug)
 
@@ -80,11 +81,6 @@ class SwAV(Method):
         self.projector = mlp(encoder.feature_dim, cfg.proj_hidden, cfg.proj_dim, layers=2)
         self.prototypes = nn.Linear(cfg.proj_dim, cfg.n_prototypes, bias=False)
         self.normalize_prototypes()
-        if cfg.queue_batches < 0 or cfg.queue_start_epochs < 0:
-            raise UserError(
-                f"method.queue_batches={cfg.queue_batches}, method.queue_start_epochs={cfg.queue_start_epochs}: "
-                "both must be >= 0, e.g. 15 and 15"
-            )
         self.queue_length = cfg.queue_batches * cfg.batch_size if cfg.batch_size < SMALL_BATCH else 0
         steps_per_epoch = max(1, math.ceil(ctx.num_samples / cfg.batch_size))
         self.queue_start_step = cfg.queue_start_epochs * steps_per_epoch

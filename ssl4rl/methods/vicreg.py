@@ -18,8 +18,9 @@ import torch
 
 from ssl4rl.augment import ViewAug
 from ssl4rl.encoders import Encoder
+from ssl4rl.fields import setting
 from ssl4rl.losses.vicreg import vicreg_loss
-from ssl4rl.methods.base import Batch, Method, MethodConfig, MethodContext
+from ssl4rl.methods.base import MAX_WIDTH, Batch, Method, MethodConfig, MethodContext, recipe
 from ssl4rl.parts.heads import mlp
 
 
@@ -27,13 +28,13 @@ from ssl4rl.parts.heads import mlp
 class VICRegConfig(MethodConfig):
     """VICReg recipe for 32-84 px: AdamW lr 1e-3, batch 128, weight decay 1e-6, expander 1024x3, 25/25/1."""
 
-    name: str = "vicreg"
-    weight_decay: float = 1e-6
-    proj_hidden: int = 1024
-    proj_dim: int = 1024
-    sim_coeff: float = 25.0
-    std_coeff: float = 25.0
-    cov_coeff: float = 1.0
+    name: str = recipe("name", "vicreg")
+    weight_decay: float = recipe("weight_decay", 1e-6)
+    proj_hidden: int = setting(1024, ge=1, le=MAX_WIDTH)
+    proj_dim: int = setting(1024, ge=1, le=MAX_WIDTH)
+    sim_coeff: float = setting(25.0, ge=0)
+    std_coeff: float = setting(25.0, ge=0)
+    cov_coeff: float = setting(1.0, ge=0)
     aug: ViewAug = field(default_factory=ViewAug)
 
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ssl4rl.augment import ViewAug, multi_crop
+from ssl4rl.augment import ViewAug, multi_crop, scale_pair
 from ssl4rl.encoders import Encoder
 from ssl4rl.errors import UserError
+from ssl4rl.fields import setting
 
 if TYPE_CHECKING:
     from ssl4rl.methods.base import Method
@@ -24,10 +25,21 @@ class MultiCrop:
     """Crop settings: global crops of ``global_scale`` of the area at the encoder's image size;
     ``n_local`` crops of ``local_scale`` at ``local_frac`` of that side (rounded to the ViT patch)."""
 
-    global_scale: tuple[float, float] = (0.4, 1.0)
-    n_local: int = 4
-    local_frac: float = 0.5
-    local_scale: tuple[float, float] = (0.05, 0.4)
+    global_scale: tuple[float, float] = setting((0.4, 1.0), gt=0, le=1, check=scale_pair)
+    n_local: int = setting(4, ge=0, le=32)
+    local_frac: float = setting(0.5, gt=0, le=1)
+    local_scale: tuple[float, float] = setting((0.05, 0.4), gt=0, le=1, check=scale_pair)
+
+    def check(self) -> None:
+        """Local crops are the small ones: neither end of ``local_scale`` above that of ``global_scale``."""
+        (g_lo, g_hi), (l_lo, l_hi) = self.global_scale, self.local_scale
+        if l_lo > g_lo or l_hi > g_hi:
+            raise UserError(f"method.crops.local_scale={_pair(self.local_scale)} is larger than method.crops.global_scale="
+                            f"{_pair(self.global_scale)}; local crops must be the smaller ones, e.g. [0.05,0.4] and [0.4,1.0]")
+
+
+def _pair(scale: tuple[float, float]) -> str:
+    return f"[{scale[0]:g},{scale[1]:g}]"
 
 
 def local_size(encoder: Encoder, frac: float) -> int:

@@ -1,7 +1,7 @@
 """Planners over a batched score ``score(actions: (N, H, A)) -> (N,)`` (higher is better): CEM and MPPI
 for continuous actions, categorical CEM and exhaustive search for discrete (one-hot) actions."""
 
-from ssl4rl.planning.cem import CEM, CPU_SETTING, PLANET_SETTING, Score
+from ssl4rl.planning.cem import CEM, CPU_SETTING, PLANET_SETTING, Score, check_rollout_memory
 from ssl4rl.planning.discrete import CategoricalCEM, all_sequences, exhaustive_search, one_hot
 from ssl4rl.planning.mppi import MPPI
 
@@ -9,5 +9,5 @@ PLANNERS = {"cem": CEM, "mppi": MPPI}
 
 __all__ = [
     "CEM", "CPU_SETTING", "MPPI", "PLANET_SETTING", "PLANNERS", "CategoricalCEM", "Score", "all_sequences",
-    "exhaustive_search", "one_hot",
+    "check_rollout_memory", "exhaustive_search", "one_hot",
 ]

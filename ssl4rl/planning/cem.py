@@ -22,11 +22,13 @@ from typing import Any
 import torch
 
 from ssl4rl.errors import UserError
+from ssl4rl.utils import check_memory
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
 PLANET_SETTING = {"horizon": 12, "candidates": 1000, "iterations": 10, "top_k": 100}
 CPU_SETTING = {"horizon": 12, "candidates": 300, "iterations": 5, "top_k": 30}
+_ROLLOUT_COPIES = 4  # a batch of candidates lives as about this many float32 copies at once (noise, clipping, one-hot)
 
 
 def check_positive(**values: float) -> None:
@@ -34,6 +36,13 @@ def check_positive(**values: float) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
             raise UserError(f"{name}={value!r}: must be a positive finite number")
+
+
+def check_rollout_memory(candidates: int, horizon: int, width: int, what: str) -> None:
+    """One-line UserError, before planning, when a few float32 copies of ``candidates`` x ``horizon`` x ``width``
+    values (sampled action sequences, or the states of their rollouts) would not fit in memory."""
+    check_memory(_ROLLOUT_COPIES * 4 * candidates * horizon * width,
+                 f"candidates={candidates} x horizon={horizon} x {width} {what}", "use fewer candidates or a shorter horizon")
 
 
 def finite_scores(scores: torch.Tensor, n: int) -> torch.Tensor:
@@ -60,6 +69,7 @@ class _GaussianPlanner(abc.ABC):
     ) -> None:
         check_positive(action_dim=action_dim, horizon=horizon, candidates=candidates, iterations=iterations,
                        init_std=init_std)
+        check_rollout_memory(candidates, horizon, action_dim, "action values")
         self.action_dim, self.horizon, self.candidates, self.iterations = action_dim, horizon, candidates, iterations
         self.low = torch.as_tensor(low, dtype=torch.float32).expand(action_dim).clone()
         self.high = torch.as_tensor(high, dtype=torch.float32).expand(action_dim).clone()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl4rl.errors import UserError
-from ssl4rl.planning.cem import Score, check_positive, finite_scores
+from ssl4rl.planning.cem import Score, check_positive, check_rollout_memory, finite_scores
 
 MAX_EXHAUSTIVE = 1_000_000  # sequences exhaustive_search will score (20 actions: horizon <= 4)
 
@@ -55,6 +55,7 @@ class CategoricalCEM:
     def __init__(self, num_actions: int, horizon: int = 5, candidates: int = 300, iterations: int = 5, top_k: int = 30,
                  smoothing: float = 0.1) -> None:
         check_positive(num_actions=num_actions, horizon=horizon, candidates=candidates, iterations=iterations, top_k=top_k)
+        check_rollout_memory(candidates, horizon, num_actions, "one-hot action values")
         if top_k > candidates:
             raise UserError(f"top_k={top_k} is more than candidates={candidates}; choose top_k <= candidates")
         if not 0 <= smoothing < 1:

@@ -56,7 +56,7 @@ def encoder_spec(encoder: Encoder) -> dict[str, Any]:
 def encoder_from_spec(spec: dict[str, Any]) -> Encoder:
     """Rebuild an encoder described by ``encoder_spec`` (untrained until the owner's weights are loaded)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str) or not isinstance(spec.get("kwargs"), dict):
-        raise UserError(f"encoder spec {spec!r}: expected {{'arch': str, 'kwargs': dict}}")
+        raise UserError(f"encoder spec {repr(spec)[:100]}: expected {{'arch': str, 'kwargs': dict}}")
     return build_encoder(spec["arch"], **spec["kwargs"])
 
 
@@ -81,12 +81,13 @@ def world_model_meta(folder: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"{folder}: world model not found (expected a folder with {META} and {WEIGHTS})")
     meta = read_json(path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if meta.get("format") != FORMAT:
         raise UserError(f"{path}: not an ssl4rl world model metadata file (format != {FORMAT})")
-    if meta.get("kind") not in WORLD_MODELS:
-        raise UserError(f"{path}: unknown world model kind {meta.get('kind')!r}; valid: {', '.join(sorted(WORLD_MODELS))}")
+    kind = meta.get("kind")
+    if not isinstance(kind, str) or kind not in WORLD_MODELS:
+        raise UserError(f"{path}: unknown world model kind {repr(kind)[:100]}; valid: {', '.join(sorted(WORLD_MODELS))}")
     if not isinstance(meta.get("kwargs"), dict):
-        raise UserError(f"{path}: 'kwargs' must be a dict, got {meta.get('kwargs')!r}")
+        raise UserError(f"{path}: 'kwargs' must be a dict, got {repr(meta.get('kwargs'))[:100]}")
     return meta
 
 
