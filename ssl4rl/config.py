@@ -261,7 +261,7 @@ class EvalConfig:
     knn_k: list[int] = setting(factory=lambda: [20, 200], ge=1, le=100_000)  # kNN neighbours (clipped to the train size)
     knn_temperature: float = setting(0.07, gt=0)  # kNN votes weighted exp(cosine / T)
     # linear probe and kNN on these fractions of the labels
-    label_fractions: list[float] = setting(factory=lambda: [0.01, 0.1], gt=0, le=1)
+    label_fractions: list[float] = setting(factory=lambda: [0.01, 0.1], gt=0, lt=1)
     label_state: Optional[str] = None  # frames, one dataset: state variable binned into classes (None: first pose dim)
     n_bins: int = setting(4, ge=2, le=1000)  # ... into this many quantile bins
     finetune: bool = False  # also fine-tune each encoder end to end (slow on a CPU)

@@ -230,8 +230,8 @@ def test_harness_bad_input(tmp_path, tiny_dataset):
     encoders = _tiny_encoders(tmp_path)[:1]
     for kwargs, needle in [
         ({"kind": "mnist"}, "frames, imagefolder"),
-        ({"knn_k": [0]}, "at least 1"),
-        ({"label_fractions": [1.5]}, "between 0 and 1"),
+        ({"knn_k": [0]}, "knn_k=[0]: every item must be >= 1"),
+        ({"label_fractions": [1.5]}, "label_fractions=[1.5]: every item must be > 0 and < 1"),
         ({"label_state": "nope"}, "position[0]"),
     ]:
         with pytest.raises(UserError) as e:

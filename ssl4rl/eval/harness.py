@@ -62,7 +62,6 @@ from ssl4rl.eval.report import eval_markdown, main_metrics, markdown_table, prob
 from ssl4rl.runs import log
 from ssl4rl.utils import check_memory, resolve_device, write_json, write_text
 
-KINDS = ("frames", "imagefolder", "cifar10", "stl10")
 PROJECTION_POINTS = 2000
 
 
@@ -248,20 +247,19 @@ def evaluate(
     ``data`` is one folder or a list of frame folders (``kind='frames'``); returns the results
     dict written to ``out/eval.json`` when ``out`` is given.
     """
-    if kind not in KINDS:
-        raise UserError(f"unknown data.kind '{kind}'; valid: {', '.join(KINDS)}")
+    from ssl4rl.config import EvalConfig, EvalDataConfig, validate_config
+
     paths = [data] if isinstance(data, (str, Path)) else list(data)
+    # the same typed config, with the same declared ranges, as pretrain/eval.py's settings
+    validate_config(EvalConfig(
+        data=EvalDataConfig(path=[str(p) for p in paths], kind=kind, holdout=holdout, image_size=image_size),
+        knn_k=list(knn_k), knn_temperature=temperature, label_fractions=list(label_fractions), label_state=label_state,
+        n_bins=n_bins, finetune=finetune, finetune_epochs=finetune_epochs, pixels_size=pixels_size, batch_size=batch_size,
+        seed=seed, device=device, progress=progress))
     if not encoders or not paths:
         raise UserError("give at least one encoder (encoders=[dir,...]) and one data.path")
     if kind != "frames" and len(paths) > 1:
         raise UserError(f"data.kind={kind} takes one data.path, got {len(paths)}")
-    for f in label_fractions:
-        if not 0 < f < 1:
-            raise UserError(f"label fraction {f} must be between 0 and 1 (e.g. label_fractions=[0.01,0.1])")
-    if isinstance(pixels_size, bool) or not isinstance(pixels_size, int) or pixels_size < 1:
-        raise UserError(f"pixels_size={pixels_size!r}: must be a positive whole number of pixels (e.g. 16)")
-    if any(int(k) < 1 for k in knn_k):
-        raise UserError(f"knn_k={list(knn_k)}: every k must be at least 1")
     claim = claimed_run_dir(out, log_file=False) if out is not None else contextlib.nullcontext()
     with claim:  # out= is claimed as by the command line: never a finished evaluation, never two processes
         dev = resolve_device(device)
