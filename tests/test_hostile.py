@@ -1058,12 +1058,15 @@ def test_dataset_meta_that_is_not_an_object_is_refused(tmp_path, tiny_dataset):
 # --- settings whose allocations would not fit in memory ---------------------------------------------
 
 
-def test_eval_pixels_size_too_large_for_memory_is_refused(tmp_path, encoder, tiny_dataset):
+def test_eval_pixels_size_too_large_for_memory_is_refused(tmp_path, encoder, tiny_dataset, monkeypatch):
     from ssl4rl.eval.harness import evaluate
 
     before = _checksums(tiny_dataset)
-    _raises_one_line(lambda: evaluate([encoder], tiny_dataset, out=tmp_path / "e", pixels_size=100_000, device="cpu",
-                                      progress=False), "pixels_size=100000", "raw-pixel baseline", "pixels_size=16")
+    _raises_one_line(lambda: evaluate([encoder], tiny_dataset, pixels_size=100_000, device="cpu", progress=False),
+                     "pixels_size=100000", "<= 256")  # the declared range first
+    monkeypatch.setattr(ssl4rl.utils, "available_memory", lambda: 64 << 20)  # a machine with 64 MiB free
+    _raises_one_line(lambda: evaluate([encoder], tiny_dataset, out=tmp_path / "e", pixels_size=256, device="cpu",
+                                      progress=False), "pixels_size=256", "raw-pixel baseline", "pixels_size=16")
     assert _checksums(tiny_dataset) == before and not list((tmp_path / "e").glob("eval*"))
 
 
