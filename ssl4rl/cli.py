@@ -39,7 +39,7 @@ def run_app(script: str, config_name: str, task: Callable[[Any], Any]) -> None:
 
     register_configs()
     config_dir = (Path(script).resolve().parent.parent / "configs").resolve()
-    argv = sys.argv[1:]
+    argv = sys.argv[1:] = _flags_first(sys.argv[1:])
     if not any(a in _NO_RUN or a.partition("=")[0] in _CONFIG_FLAGS for a in argv):
         _guard(lambda: prevalidate(config_dir, config_name, argv))
 
@@ -47,6 +47,24 @@ def run_app(script: str, config_name: str, task: Callable[[Any], Any]) -> None:
         _guard(lambda: (validate_config(cfg), task(cfg)))
 
     hydra.main(config_path=str(config_dir), config_name=config_name, version_base=None)(main)()
+
+
+_VALUE_FLAGS = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg", "-p", "--package")
+
+
+def _flags_first(argv: list[str]) -> list[str]:
+    """Hydra's flags (with their values) before the overrides, wherever the user put them: Hydra's parser takes
+    the overrides as one run of positional arguments."""
+    flags, overrides, i = [], [], 0
+    while i < len(argv):
+        if argv[i].startswith("-"):
+            takes_value = argv[i] in _VALUE_FLAGS and i + 1 < len(argv)
+            flags += argv[i:i + 1 + takes_value]
+            i += 1 + takes_value
+        else:
+            overrides.append(argv[i])
+            i += 1
+    return flags + overrides
 
 
 def _guard(fn: Callable[[], Any]) -> Any:

@@ -9,24 +9,23 @@ Library code takes these objects; ``dataclasses.asdict`` gives what is saved wit
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ssl4rl.errors import UserError
-from ssl4rl.fields import seed_field, setting, validate
+from ssl4rl.data.collect import CollectConfig
+from ssl4rl.fields import MAX_RUN_STEPS, device_field, seed_field, setting, validate
 from ssl4rl.methods import METHODS, MethodConfig
 
-MAX_STEPS = 10**10  # environment or optimizer steps of one run
 DATA_KINDS = ("frames", "imagefolder", "cifar10", "stl10")
 POSITIVES = ("augment", "temporal")
 VEC_ENVS = ("dummy", "subproc")
 
 
 def _env_names() -> tuple[str, ...]:
-    from ssl4rl.envs import BLOCK_ENVS, TASKS
+    from ssl4rl.envs import env_names
 
-    return (*TASKS, *BLOCK_ENVS)
+    return env_names()
 
 
 def _planners() -> tuple[str, ...]:
@@ -41,12 +40,6 @@ def _objectives() -> tuple[str, ...]:
     return tuple(rssm.OBJECTIVES)
 
 
-def _device(value: str) -> str | None:
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-        return "must be one of: auto, cpu, cuda, cuda:N"
-    return None
-
-
 def _ent_coef(value: str) -> str | None:
     """SB3's entropy coefficient: auto, auto_<initial value> or a fixed number, every number finite and > 0."""
     number = value[5:] if value.startswith("auto_") else None if value == "auto" else value
@@ -55,11 +48,6 @@ def _ent_coef(value: str) -> str | None:
     except ValueError:
         ok = False
     return None if ok else "must be auto, auto_<initial value > 0> or a number > 0 (e.g. 0.1)"
-
-
-def device_field() -> Any:
-    """``device=auto|cpu|cuda|cuda:N``."""
-    return setting("auto", check=_device)
 
 
 @dataclass
@@ -83,7 +71,7 @@ class PretrainConfig:
     backbone: dict[str, Any] = field(default_factory=lambda: {"arch": "vit"})
     data: DataConfig = field(default_factory=DataConfig)
     out: str = "runs/pretrain/run"
-    steps: int = setting(2000, ge=1, le=MAX_STEPS)  # optimizer steps
+    steps: int = setting(2000, ge=1, le=MAX_RUN_STEPS)  # optimizer steps
     seed: int = seed_field()
     device: str = device_field()
     progress: bool = True
@@ -102,25 +90,6 @@ class PretrainConfig:
         if not isinstance(arch, str):
             raise UserError(f"backbone.arch={arch}: must name an architecture, e.g. backbone=vit_tiny")
         check_backbone(arch, backbone, "backbone.")
-
-
-@dataclass
-class CollectConfig:
-    """Settings of ``envs/collect.py``."""
-
-    env: str = setting("dmc_cartpole", choices=_env_names)
-    episodes: int = setting(20, ge=1, le=10**7)
-    # environment steps to collect; overrides episodes (episode_steps x action repeat each)
-    steps: Optional[int] = setting(None, ge=1, le=MAX_STEPS)
-    # agent steps per episode; None: the env's (dm_control 1000 env steps, blocks 100)
-    episode_steps: Optional[int] = setting(None, ge=1, le=10**6)
-    image_size: Optional[int] = setting(None, ge=16, le=1024)  # None: the env's default (84 dm_control, 50 blocks)
-    camera: int = setting(0, ge=0, le=64)
-    fast_render: bool = True  # false: shadows, reflections, multisampling (dm_control's look)
-    out: str = "data/${env}"
-    seed: int = seed_field()
-    device: str = device_field()
-    progress: bool = True
 
 
 @dataclass
@@ -226,7 +195,7 @@ class TrainConfig:
     encoder: Optional[str] = None
     objective: Optional[str] = setting(None, choices=_objectives)  # world-model agents: recon | contrastive | barlow
     runs_root: str = "runs"
-    steps: int = setting(100_000, ge=1, le=MAX_STEPS)  # ENVIRONMENT steps (agent steps x action repeat)
+    steps: int = setting(100_000, ge=1, le=MAX_RUN_STEPS)  # ENVIRONMENT steps (agent steps x action repeat)
     frame_stack: int = setting(3, ge=1, le=16)
     image_size: Optional[int] = setting(None, ge=16, le=1024)  # default: the encoder's own image size (84 for cnn)
     n_envs: int = setting(1, ge=1, le=64)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ssl4rl.errors import UserError
 
+MAX_RUN_STEPS = 10**10  # environment or optimizer steps of one run
 SEED_MAX = 2**31 - 1  # seeds are offset per episode and per stream; keep every derived seed inside numpy's 32 bits
 
 
@@ -96,6 +97,17 @@ def seed_field(default: int = 0) -> Any:
     return setting(default, ge=0, le=SEED_MAX)
 
 
+def _device(value: str) -> str | None:
+    import re
+
+    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) else "must be one of: auto, cpu, cuda, cuda:N"
+
+
+def device_field() -> Any:
+    """``device=auto|cpu|cuda|cuda:N``."""
+    return setting("auto", check=_device)
+
+
 def rule_of(f: dataclasses.Field) -> Rule:
     """The rule declared on field ``f`` (the default rule when none is)."""
     return f.metadata.get("rule", DEFAULT_RULE)
@@ -146,7 +158,10 @@ def validate(cfg: Any, prefix: str = "") -> None:
         hint = hints.get(f.name, Any)
         if value is None and (hint is Any or _allows_none(hint) or rule_of(f).none):
             continue
-        problem = _type_problem(value, hint) or rule_of(f).problem(value)
+        problem = _type_problem(value, hint)
+        if problem:
+            raise UserError(f"{key}={value!r}: {problem}"[:300])
+        problem = rule_of(f).problem(value)
         if problem:
             raise UserError(f"{key}={_show(value)}: {problem}")
     check = getattr(cfg, "check", None)

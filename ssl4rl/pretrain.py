@@ -28,7 +28,7 @@ from ssl4rl.methods import Batch, Method, MethodContext, build_method, method_cl
 from ssl4rl.optim import build_optimizer, build_scheduler
 from ssl4rl.parts import dist
 from ssl4rl.runs import claimed_run_dir, log
-from ssl4rl.utils import atomic_path, check_memory, progress_bar, resolve_device, seed_everything, write_json
+from ssl4rl.utils import atomic_path, check_memory, load_tensors, progress_bar, resolve_device, seed_everything, write_json
 from ssl4rl.worldmodels import save_world_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -294,7 +294,7 @@ def _maybe_resume(path: Path, model: Method, opt: Any, sched: Any, gen: torch.Ge
     if not path.exists():
         return 0
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on CPU
+        ck = load_tensors(path)  # RNG states must stay on CPU
         saved_step, saved_method = int(ck["step"]), dict(ck["config"])
     except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError, TypeError):
         raise UserError(f"{path}: not a readable ssl4rl checkpoint; choose a new out= (the folder was left as it is)") from None

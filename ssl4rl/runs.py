@@ -41,10 +41,9 @@ def claim_run_dir(
         return out, _HELD[key][1]
     try:
         claim = _claim(out, key, config_yaml, resume_file, safe_keys)
-    except OSError as e:
-        message = os_error_message(e)
-        if message is None:
-            raise
+    except OSError as e:  # any OS fault at out= is the user's to fix: one line naming it
+        message = os_error_message(e) or (f"out={out} cannot be created or written ({e.strerror or type(e).__name__}: "
+                                          f"{e.filename or out}); choose an out= in a folder you can write to")
         raise UserError(message) from None
     if log_file:
         setup_logging(out / "log.txt")

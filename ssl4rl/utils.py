@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -58,8 +60,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; use the usual mode
         os.replace(tmp_path, path)
+    except RuntimeError as e:  # torch.save reports a full disk as a RuntimeError ("unexpected pos")
+        if _disk_full(path.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has (almost) no room left."""
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -204,6 +218,16 @@ def push_frame(frames: Any, frame: np.ndarray, reset: bool) -> np.ndarray:
     else:
         frames.append(frame)
     return np.concatenate(frames, axis=0)
+
+
+def load_tensors(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU (tensors and plain values only: a pickle payload raises
+    ``pickle.UnpicklingError`` and never runs), without torch's multi-line warning about foreign pickle protocols."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_weights(module: torch.nn.Module, path: str | os.PathLike, what: str) -> None:

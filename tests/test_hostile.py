@@ -346,6 +346,8 @@ def _case(name: str, tmp: Path, saved: Path, killed, killed_pretrain, marker: Pa
         "collect: image larger than the renderer": lambda: (["envs/collect.py", "image_size=5000", "episodes=1",
                                                       f"out={tmp / 'c'}"], "image_size=5000"),
         "collect: out= holds results": lambda: (["envs/collect.py", "episodes=1", f"out={saved / 'run'}"], "already holds"),
+        "collect: out= where no folder can be made": lambda: (["envs/collect.py", "episodes=1", "out=/proc/ssl4rl/run"],
+                                                              "/proc/ssl4rl"),
         "train: planet on an env without rewards": lambda: (["agents/train.py", "agent=planet", "env=shapes2d",
                                                       f"out={tmp / 't'}"], "rewards"),
         "plan_goal: goal image of the wrong size": lambda: (["agents/plan_goal.py", f"worldmodel={_tiny_cswm(tmp / 'wm')}",
@@ -472,6 +474,7 @@ def _mixed_sizes(folder: Path, saved: Path) -> Path:
 
 CASE_NAMES = [
     "collect: unknown camera", "collect: image larger than the renderer", "collect: out= holds results",
+    "collect: out= where no folder can be made",
     "pretrain: missing data folder", "pretrain: unknown data.kind", "pretrain: patch size does not divide",
     "pretrain: fewer images than the batch", "pretrain: frame pairs on an ImageFolder",
     "pretrain: NaN in an episode's states", "pretrain: inf reward", "pretrain: episode claiming a huge array",
@@ -523,6 +526,10 @@ API_CASES = {
     "load_episode: missing file": (lambda s: load_episode(s / "nope.npz"), "nope.npz"),
     "load_encoder: missing folder": (lambda s: load_encoder(s / "nope"), "nope"),
     "collect: episodes=0": (lambda s: collect("dmc_cartpole", episodes=0, out=s / "never"), "episodes=0"),
+    "collect: episodes='3'": (lambda s: collect("dmc_cartpole", episodes="3", out=s / "never"), "episodes='3'"),
+    "collect: seed=-1": (lambda s: collect("dmc_cartpole", episodes=1, seed=-1, out=s / "never"), "seed=-1"),
+    "make_env: seed=-1": (lambda s: make_env("dmc_cartpole", seed=-1), "seed=-1"),
+    "make_env: seed=2**32": (lambda s: make_env("dmc_cartpole", seed=2**32), "seed=4294967296"),
 }
 
 
@@ -660,6 +667,24 @@ def test_a_full_disk_is_one_line(mount_tmpfs, unchanged):
     assert p.returncode == 2, p.stderr[-2000:]
     _one_line(p.stderr, "error:", "no space left", "out=")
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))  # no partial file left behind
+
+
+def test_a_disk_that_fills_up_during_pretraining_is_one_line(mount_tmpfs, unchanged):
+    """torch.save reports a full disk as a RuntimeError: it is named as the full disk it is."""
+    out = mount_tmpfs("full_pretrain", "size=64k") / "run"
+    p = subprocess.run([sys.executable, "pretrain/run.py", f"data.path={unchanged / 'data'}", *PRETRAIN_ARGS, f"out={out}",
+                        "progress=false"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 2, p.stderr[-2000:]
+    _one_line(p.stderr, "error:", "no space left", "checkpoint.pt")
+
+
+def test_hydra_flags_may_sit_between_overrides():
+    from ssl4rl.cli import _flags_first
+
+    assert _flags_first(["episodes=1", "--config-dir=/x", "out=a", "-m", "seed=0,1"]) == [
+        "--config-dir=/x", "-m", "episodes=1", "out=a", "seed=0,1"]
+    assert _flags_first(["seed=1", "-cd", "/x", "out=a"]) == ["-cd", "/x", "seed=1", "out=a"]
 
 
 def test_out_without_permission_is_one_line(tmp_path, unchanged):

@@ -30,7 +30,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.vec_env import VecEnv
 
 from ssl4rl.errors import UserError
-from ssl4rl.utils import checked_np_load, checked_npz_headers
+from ssl4rl.utils import checked_np_load, checked_npz_headers, load_tensors
 
 CHECKPOINT = "checkpoint"
 _MAX_STATE_BYTES = 2 << 30
@@ -132,7 +132,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # a foreign pickle makes torch warn before it refuses; the error says it all
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_tensors(path)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
         raise UserError(f"{path}: not a readable ssl4rl agent checkpoint ({type(e).__name__}); choose a new out=") from None
     if not isinstance(state, dict) or "log" not in state:

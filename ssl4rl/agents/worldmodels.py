@@ -66,7 +66,7 @@ from ssl4rl.envs import DMC_EPISODE_ENV_STEPS, check_env_name, episode_steps, ha
 from ssl4rl.errors import UserError
 from ssl4rl.fields import build
 from ssl4rl.runs import claimed_run_dir, log
-from ssl4rl.utils import atomic_path, progress_bar, read_json, resolve_device, write_json, write_text
+from ssl4rl.utils import atomic_path, load_tensors, progress_bar, read_json, resolve_device, write_json, write_text
 from ssl4rl.viz import _save_fig, plt, save_gif, save_image_rows
 from ssl4rl.worldmodels import load_world_model, save_world_model
 from ssl4rl.worldmodels.controller import LinearController, batched_actions, cma_generation, es_state, make_es, restore_es
@@ -152,7 +152,7 @@ def _optimize(
     start, history, recent = 0, [], []
     if path.exists():
         try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
+            ck = load_tensors(path)
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["opt"])
             gen.set_state(ck["generator"])
@@ -367,7 +367,7 @@ def _evolve(cfg: Any, agent: WorldModelsConfig, v: Any, m: MDNRNN, ev: _Evolutio
     path = ck / f"cma_{ev.tag}.pt"
     if path.exists():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_tensors(path)
             es, start, ev.log = restore_es(state["es"]), int(state["generation"]), state["log"]
         except _UNREADABLE as e:
             raise UserError(f"{path}: not a CMA-ES checkpoint of this run ({type(e).__name__}); choose a new out=") from None
@@ -470,7 +470,7 @@ def _train_worldmodels(cfg: Any, out: Path, agent: WorldModelsConfig) -> dict[st
             torch.save({"train": _encode(v, train_eps), "held": _encode(v, held_eps)}, tmp)
         book.finish("encode", time.perf_counter() - t0)
     try:
-        latents = torch.load(ck / "latents.pt", map_location="cpu", weights_only=True)
+        latents = load_tensors(ck / "latents.pt")
         if not {"train", "held"} <= set(latents):
             raise KeyError("train/held")
     except _UNREADABLE as e:
@@ -510,7 +510,7 @@ def _train_worldmodels(cfg: Any, out: Path, agent: WorldModelsConfig) -> dict[st
                                  train_in=agent.train_in, generations=ev.generations, popsize=ev.popsize)
                 book.finish(stage, time.perf_counter() - t0)
             else:
-                logs[tag] = torch.load(ck / f"cma_{tag}.pt", map_location="cpu", weights_only=True)["log"]
+                logs[tag] = load_tensors(ck / f"cma_{tag}.pt")["log"]
             c = load_world_model(c_dir, dev)
             t0 = time.perf_counter()
             variants[tag] = _evaluate(cfg, agent, v, m, c, real, z0, horizon, dev, out if tag == "trained_m" else None)

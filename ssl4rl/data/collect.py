@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 
 from ssl4rl.data.episodes import MAX_STEPS, Episode, save_episode
 from ssl4rl.envs import episode_steps as default_episode_steps
-from ssl4rl.envs import has_rewards, make_env
+from ssl4rl.envs import env_names, has_rewards, make_env
 from ssl4rl.errors import UserError
+from ssl4rl.fields import MAX_RUN_STEPS, device_field, seed_field, setting, validate
 from ssl4rl.runs import claimed_run_dir
 from ssl4rl.utils import progress_bar, write_json
 
@@ -34,6 +37,25 @@ def action_row(space: gym.Space, action: np.ndarray | int) -> np.ndarray:
     return np.asarray(action, np.float32)
 
 
+@dataclass
+class CollectConfig:
+    """Settings of ``envs/collect.py`` (and of ``collect``, which validates its arguments through it)."""
+
+    env: str = setting("dmc_cartpole", choices=env_names)
+    episodes: int = setting(20, ge=1, le=10**7)
+    # environment steps to collect; overrides episodes (episode_steps x action repeat each)
+    steps: Optional[int] = setting(None, ge=1, le=MAX_RUN_STEPS)
+    # agent steps per episode; None: the env's (dm_control 1000 env steps, blocks 100)
+    episode_steps: Optional[int] = setting(None, ge=1, le=10**6)
+    image_size: Optional[int] = setting(None, ge=16, le=1024)  # None: the env's default (84 dm_control, 50 blocks)
+    camera: int = setting(0, ge=0, le=64)
+    fast_render: bool = True  # false: shadows, reflections, multisampling (dm_control's look)
+    out: str = "data/${env}"
+    seed: int = seed_field()
+    device: str = device_field()
+    progress: bool = True
+
+
 def collect(
     env: str,
     episodes: int,
@@ -51,8 +73,8 @@ def collect(
     per episode (None: the env's default length, see ``ssl4rl.envs.episode_steps``; a dm_control episode cannot be
     longer). Returns the dataset's meta dict, also written to ``out/meta.json``.
     """
-    if episodes < 1:
-        raise UserError(f"episodes={episodes}: collect at least one episode")
+    validate(CollectConfig(env=env, episodes=episodes, episode_steps=episode_steps, image_size=image_size, camera=camera,
+                           fast_render=fast_render, out=str(out), seed=seed, progress=progress))
     blocks = not has_rewards(env)
     default = default_episode_steps(env)
     longest = MAX_STEPS if blocks else default  # a dm_control task ends by itself after `default` agent steps

@@ -9,6 +9,7 @@ import gymnasium as gym
 from ssl4rl.envs.blocks import DEFAULT_MAX_STEPS, BlockPushingEnv, Cubes3D, Shapes2D
 from ssl4rl.envs.dmc import DMCEnv, FastRenderer, flatten_observation
 from ssl4rl.errors import UserError
+from ssl4rl.fields import SEED_MAX
 
 # name -> (domain, task, action repeat); the PlaNet/CURL/DrQ benchmark protocol.
 TASKS: dict[str, tuple[str, str, int]] = {
@@ -35,6 +36,11 @@ def check_env_name(name: str) -> tuple[str, str, int]:
     if name not in TASKS:
         raise UserError(f"unknown env '{name}'; valid names: {', '.join([*TASKS, *BLOCK_ENVS])}")
     return TASKS[name]
+
+
+def env_names() -> tuple[str, ...]:
+    """Every registered env name (dm_control tasks, then the block envs)."""
+    return (*TASKS, *BLOCK_ENVS)
 
 
 def has_rewards(name: str) -> bool:
@@ -69,6 +75,9 @@ def make_env(name: str, **overrides: Any) -> gym.Env:
     ``seed``; ``camera`` and ``fast_render`` are accepted and ignored, ``action_repeat`` must be 1.
     """
     domain, task, action_repeat = check_env_name(name)
+    seed = overrides.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX):
+        raise UserError(f"seed={seed!r}: must be an integer in 0..{SEED_MAX}")
     kwargs: dict[str, Any] = {"action_repeat": action_repeat}
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -82,5 +91,5 @@ def make_env(name: str, **overrides: Any) -> gym.Env:
 
 
 __all__ = ["BLOCK_ENVS", "TASKS", "BlockPushingEnv", "Cubes3D", "DMCEnv", "FastRenderer", "Shapes2D", "check_dmc_task",
-           "check_env_name",
+           "check_env_name", "env_names",
            "episode_steps", "flatten_observation", "has_rewards", "make_env"]
