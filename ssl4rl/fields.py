@@ -44,17 +44,20 @@ class Rule:
     none: bool = False
 
     def problem(self, value: Any) -> str | None:
-        """None when ``value`` is acceptable, else what it must be."""
+        """None when ``value`` is acceptable, else what it must be (``check`` sees the whole value)."""
         if value is None:
             return None if self.none else "must be set"
-        if isinstance(value, (list, tuple)):
-            for item in value:
-                p = self.problem(item)
-                if p:
-                    return f"every item {p}"
-            return self.check(value) if self.check else None
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            p = self._item_problem(item)
+            if p:
+                return f"every item {p}" if items is value else p
+        return self.check(value) if self.check else None
+
+    def _item_problem(self, value: Any) -> str | None:
+        """The bounds and choices of one number or string."""
         if isinstance(value, bool):
-            return self.check(value) if self.check else None
+            return None
         if isinstance(value, (int, float)):
             if not math.isfinite(value):
                 return "must be a finite number"
@@ -65,7 +68,7 @@ class Rule:
             valid = tuple(self.choices() if callable(self.choices) else self.choices)
             if value not in valid:
                 return f"must be one of: {', '.join(map(str, valid))}"
-        return self.check(value) if self.check else None
+        return None
 
     def describe(self) -> str:
         """The bounds in words, e.g. '> 0 and < 1'."""
