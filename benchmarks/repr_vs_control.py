@@ -115,16 +115,26 @@ def control(out: Path, methods: list[str], env_steps: int, seeds: list[int], log
 
 
 def report(out: Path, methods: list[str], seeds: list[int]) -> str:
+    """The results table: probe R² (velocity by the linear and the kernel probe, 95% bootstrap intervals over
+    held-out episodes, ranks tied where intervals overlap), SAC return, and the velocity ceiling of a perfect
+    pose encoder (both probes fed the true pose of frames t-2..t)."""
     import numpy as np
 
-    from ssl4rl.eval.report import main_metrics
+    from ssl4rl.eval.report import CEILING, RANK_LEGEND, ceiling_cells, main_metrics, metric_intervals, probe_cells
 
-    probe_rows = {}
+    probe_rows, ceiling = {}, None
     if (out / "probe_s0" / "eval.json").exists():
-        for row in json.loads((out / "probe_s0" / "eval.json").read_text())["rows"]:
+        evaluation = json.loads((out / "probe_s0" / "eval.json").read_text())
+        for row in evaluation["rows"]:
             probe_rows[Path(row["encoder"]).parent.name.rsplit("_s", 1)[0] if row.get("encoder") else row["name"]] = row
-    lines = ["| representation | pose R² | velocity R² (3 frames) | SAC return, 100k env steps | seeds | RL min |",
-             "|---|---|---|---|---|---|"]
+        ceiling = (evaluation.get("datasets") or [{}])[0].get("ceiling")
+    keys = ["pose R²", "velocity R²", "velocity R² (kernel)"]
+    probed = [m for m in methods if m in probe_rows]
+    cells = dict(zip(probed, probe_cells([main_metrics(probe_rows[m]) for m in probed],
+                                         [metric_intervals(probe_rows[m]) for m in probed], keys), strict=True))
+    lines = ["| representation | pose R² | velocity R² (3 frames, linear) | velocity R² (3 frames, kernel) | "
+             "SAC return, 100k env steps | seeds | RL min |",
+             "|---|---|---|---|---|---|---|"]
     for m in [*methods, "state"]:
         rets, mins = [], []
         for s in seeds:
@@ -134,15 +144,15 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
                 rets.append(r["eval_return_mean"])
                 episode_std = r["eval_return_std"]
                 mins.append(r["rl_seconds"] / 60)
-        metrics = main_metrics(probe_rows[m]) if m in probe_rows else {}
-        fmt = lambda v: "—" if v is None else f"{v:.3f}"
+        probe = " | ".join(cells.get(m, ["—"] * len(keys)))
         # over seeds; with one seed, the spread over its 10 evaluation episodes
         ret = (f"{np.mean(rets):.1f} ± {np.std(rets):.1f}" if len(rets) > 1
                else f"{rets[0]:.1f} ± {episode_std:.1f} (10 ep)" if rets else "—")
-        lines.append(f"| {m} | {fmt(metrics.get('pose R²'))} | {fmt(metrics.get('velocity R²'))} | {ret} | {len(rets)} | "
-                     f"{np.mean(mins):.1f} |" if mins else f"| {m} | {fmt(metrics.get('pose R²'))} | "
-                     f"{fmt(metrics.get('velocity R²'))} | — | 0 | — |")
-    return "\n".join(lines)
+        lines.append(f"| {m} | {probe} | {ret} | {len(rets)} | {np.mean(mins):.1f} |" if mins
+                     else f"| {m} | {probe} | — | 0 | — |")
+    if ceiling:
+        lines.append(f"| {CEILING} | " + " | ".join(ceiling_cells([ceiling], keys)) + " | — | — | — |")
+    return "\n".join([*lines, "", RANK_LEGEND])
 
 
 def pack(out: Path, dest: Path) -> None:

@@ -29,18 +29,39 @@ Size = int | tuple[int, int]
 
 
 def random_shift(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DrQ random shift: replicate-pad by ``pad`` then crop back at a random offset per image."""
+    """DrQ random shift: replicate-pad by ``pad`` then crop back at a random offset per image (any dtype: uint8 frames
+    shift before they become floats; edge pixels repeat, as replicate padding does)."""
     if pad <= 0:
         return x
     n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
     oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    rows = (oy.view(n, 1) + torch.arange(h, device=x.device).view(1, h)).view(n, 1, h, 1)
-    cols = (ox.view(n, 1) + torch.arange(w, device=x.device).view(1, w)).view(n, 1, 1, w)
-    idx = rows * padded.shape[-1] + cols  # (n,1,h,w) flat indices into the padded image
-    flat = padded.flatten(2)
-    return flat.gather(2, idx.expand(n, x.shape[1], h, w).flatten(2)).view(n, x.shape[1], h, w)
+    rows = (oy.view(n, 1) - pad + torch.arange(h, device=x.device)).clamp(0, h - 1)
+    cols = (ox.view(n, 1) - pad + torch.arange(w, device=x.device)).clamp(0, w - 1)
+    return _windows(x, rows, cols)
+
+
+def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A ``size`` x ``size`` window of each image at a random offset (CURL's crop; every channel alike)."""
+    n, _, h, w = x.shape
+    ox = torch.randint(0, w - size + 1, (n,), generator=generator).to(x.device)
+    oy = torch.randint(0, h - size + 1, (n,), generator=generator).to(x.device)
+    rows = oy.view(n, 1) + torch.arange(size, device=x.device)
+    cols = ox.view(n, 1) + torch.arange(size, device=x.device)
+    return _windows(x, rows, cols)
+
+
+def _windows(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Image i's pixels at ``rows[i]`` x ``cols[i]`` (N, C, h, w), laid out channels-last (what CPU convs want)."""
+    n, h, w = len(x), rows.shape[1], cols.shape[1]
+    picked = x[torch.arange(n, device=x.device).view(n, 1, 1), :, rows.view(n, h, 1), cols.view(n, 1, w)]
+    return picked.permute(0, 3, 1, 2)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` window (CURL acts on it)."""
+    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+    return x[..., top : top + size, left : left + size]
 
 
 # ----------------------------------------------------------------------------- checks and draws

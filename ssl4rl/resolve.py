@@ -8,14 +8,23 @@ from ssl4rl.encoders.base import META
 from ssl4rl.errors import UserError
 from ssl4rl.runs import find_latest
 
-NAMED = {
-    "mvp": "the most recent MAE encoder under runs_root (a frozen MAE ViT, as in MVP)",
-    "state": "the true physical state (oracle)",
-    "random": "a randomly initialised tiny ViT (baseline)",
-    "cnn": "SB3 CnnPolicy trained end to end on pixels (baseline)",
-    "scratch": "a small conv encoder trained end to end inside the world model (agent=planet)",
-    "vae": "the VAE the V-M-C pipeline trains itself (agent=worldmodels)",
+SAC_FAMILY = ("sac", "drq", "curl", "drq_paper", "curl_paper")
+# The one registry of encoder= names: what each means and the agents that take it (besides a saved encoder folder)
+ENCODERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mvp": ("the most recent MAE encoder under runs_root (a frozen MAE ViT, as in MVP)", (*SAC_FAMILY, "ppo", "planet",
+                                                                                         "worldmodels")),
+    "state": ("the true physical state (oracle)", ("sac", "ppo")),
+    "random": ("a randomly initialised tiny ViT (baseline)", ("sac", "ppo")),
+    "cnn": ("SB3 CnnPolicy trained end to end on pixels (baseline)", ("sac",)),
+    "scratch": ("a freshly initialised encoder trained with the agent (sac/drq/curl: agent.backbone; planet: a small "
+                "conv)", (*SAC_FAMILY, "ppo", "planet")),
+    "vae": ("the VAE the V-M-C pipeline trains itself (agent=worldmodels)", ("worldmodels",)),
 }
+
+
+def encoder_names(agent: str) -> tuple[str, ...]:
+    """The encoder= names ``agent`` takes besides a saved encoder folder."""
+    return tuple(name for name, (_, agents) in ENCODERS.items() if agent in agents)
 
 
 def resolve_encoder_path(name: str, runs_root: str | Path = "runs", allowed: tuple[str, ...] = ("mvp",)) -> Path:
@@ -31,5 +40,5 @@ def resolve_encoder_path(name: str, runs_root: str | Path = "runs", allowed: tup
     path = Path(name)
     if path.exists():
         return path
-    valid = "; ".join(f"{k} = {NAMED[k]}" if k in NAMED else k for k in allowed)
+    valid = "; ".join(f"{k} = {ENCODERS[k][0]}" if k in ENCODERS else k for k in allowed)
     raise UserError(f"unknown encoder '{name}': not a folder, and not one of: {valid}")

@@ -29,6 +29,7 @@ from ssl4rl.eval import (
     stratified_split,
     velocity_dims,
 )
+from ssl4rl.eval.report import eval_markdown, main_metrics, markdown_table, metric_intervals
 from tests.helpers import assert_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,8 +181,13 @@ def test_harness_on_frames_writes_all_outputs(tmp_path, tiny_dataset):
     assert set(row["fractions"]) == {"0.01", "0.1"} and row["fractions"]["0.01"]["train_labels"] >= 4
     state = row["state"]["dmc_cartpole"]
     assert state["velocity"]["dims"] == ["velocity[0]", "velocity[1]"]
+    assert set(state["velocity"]["kernel"]) >= {"r2", "r2_per_dim", "r2_ci", "alpha", "bandwidth", "landmarks"}
+    ceiling = saved["datasets"][0]["ceiling"]
+    assert ceiling["inputs"] == ["position[0]", "position[1]", "position[2]"] and ceiling["kernel"]["r2"] is not None
+    assert {"pose R²", "velocity R²", "pose R² (kernel)", "velocity R² (kernel)"} <= set(main_metrics(row))
     table = (tmp_path / "out" / "eval.md").read_text()
-    assert "rotation_acc 0.500" in table and "velocity R²" in table and table.count("\n| ") == 5
+    assert "rotation_acc 0.500" in table and "velocity R² (kernel)" in table and table.count("\n| ") == 6
+    assert "| true pose t-2..t (velocity ceiling) |" in table
     probe = json.loads((tmp_path / "out" / "probe.json").read_text())
     assert [r["name"] for r in probe["rows"]] == names and probe["encoder"] == str(encoders[0])
     assert "velocity[0] (3 frames)" in (tmp_path / "out" / "probe.md").read_text()
@@ -251,3 +257,40 @@ def test_cli_takes_comma_lists(tmp_path, tiny_dataset):
     res = json.loads((out / "eval.json").read_text())
     assert len(res["rows"]) == 4 and set(res["rows"][0]["knn"]) == {"k=5", "k=50"}
     assert "raw pixels" in p.stdout and "velocity R²" in p.stdout
+
+
+def _state(r2: float, ci: list[float] | None, kernel: float | None = None) -> dict:
+    """A state-probe result of one frame dataset (one pose and one velocity dim)."""
+    part = lambda dim: {"r2": r2, "r2_per_dim": [r2], "r2_ci": ci, "alpha": 1.0, "dims": [dim], "frames": 1,
+                        **({} if kernel is None else {"kernel": {"r2": kernel, "r2_per_dim": [kernel], "r2_ci": ci}})}
+    return {"r2": r2, "r2_per_dim": [r2, r2], "feature_dim": 8, "pose": part("position"), "velocity": part("velocity")}
+
+
+def test_tables_rank_representations_only_where_intervals_separate_them():
+    states = [_state(0.80, [0.75, 0.85], 0.9), _state(0.70, [0.60, 0.78], 0.8), _state(0.30, [0.20, 0.40], 0.5)]
+    ceiling = {**_state(0.76, [0.70, 0.80], 0.99)["velocity"], "inputs": ["position"]}
+    report = {"env": "toy", "train_episodes": 8, "test_episodes": 4, "test_frames": 100, "state_names": ["position", "velocity"],
+              "ceiling": ceiling, "rows": [{"name": n, **s} for n, s in zip("abc", states, strict=True)]}
+    table = markdown_table(report)
+    # a and b overlap: tied at 1, never ordered; c is below both
+    assert "| a | 8 | 0.800 | 0.800 [0.750, 0.850] #1= |" in table and "| b | 8 | 0.700 | 0.700 [0.600, 0.780] #1= |" in table
+    assert "0.300 [0.200, 0.400] #3 |" in table and "#k=: tied" in table
+    assert "| true pose t-2..t (velocity ceiling) | 1 per frame | — | — | — | 0.760 [0.700, 0.800] | 0.990 [0.700, 0.800] |" \
+        in table
+    assert "| velocity (3 frames) | 0.800 / 0.900 | 0.700 / 0.800 | 0.300 / 0.500 | 0.760 / 0.990 |" in table  # linear / kernel
+    row = {"state": {"toy": states[0]}, "knn": {}, "linear": {"top1": 0.5}, "fractions": {}}
+    assert metric_intervals(row)["velocity R² (kernel)"] == [0.75, 0.85]
+    assert metric_intervals({**row, "state": {"toy": states[0], "other": states[1]}})["pose R²"] is None  # no joint interval
+
+
+def test_eval_json_from_before_the_kernel_probe_still_reads():
+    old = _state(0.6, None)
+    for part in ("pose", "velocity"):
+        del old[part]["r2_ci"], old[part]["r2_per_dim"]
+    row = {"name": "enc", "feature_dim": 8, "pretext": None, "state": {"toy": old}, "knn": {"k=20": 0.5},
+           "linear": {"top1": 0.5}, "fractions": {"0.1": {"knn": {"k=20": 0.4}, "linear": {"top1": 0.4}}}}
+    assert main_metrics(row) == {"pose R²": 0.6, "velocity R²": 0.6, "kNN k=20": 0.5, "linear top-1": 0.5,
+                                 "linear 10%": 0.4}
+    result = {"kind": "frames", "data": ["d"], "train_samples": 1, "test_samples": 1, "labels": "x", "classes": ["a"],
+              "knn": {"k": [20], "temperature": 0.07}, "datasets": [{"name": "toy"}], "rows": [row]}
+    assert "| enc | 8 | — | 0.600 | 0.600 | 0.500 |" in eval_markdown(result)

@@ -2,7 +2,8 @@
 
 A checkpoint is the folder ``out/checkpoint``:
 
-- ``state.pt``: policy, optimisers, entropy coefficient, SB3 counters, every RNG (torch, numpy,
+- ``state.pt``: policy (with a pixel agent's encoder, CURL's W and the auxiliary method), optimisers, entropy
+  coefficient, the algorithm's ``extra_state`` (the auxiliary method's generator), SB3 counters, every RNG (torch, numpy,
   Python, the action space's), each env's state (MuJoCo integration state, episode step counter,
   task RNG, frame stack, Monitor episode tallies), the frozen-feature stack and the caller's log.
   Tensors and plain Python values only, read back with ``torch.load(weights_only=True)``.
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from ssl4rl.errors import UserError
@@ -50,14 +51,14 @@ def recover(out: Path) -> None:
             old.rename(ck)
 
 
-def save(out: Path, model: SAC, venv: VecEnv, log: dict[str, Any]) -> None:
+def save(out: Path, model: BaseAlgorithm, venv: VecEnv, log: dict[str, Any]) -> None:
     """Write the checkpoint of ``model`` training on ``venv``, with the caller's ``log``, atomically."""
     ck, new, old = out / CHECKPOINT, out / f"{CHECKPOINT}.new", out / f"{CHECKPOINT}.old"
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
     torch.save(_state(model, venv, log), new / "state.pt")
     with open(new / "replay.npz", "wb") as f:
-        np.savez(f, **_pack_buffer(model.replay_buffer))
+        np.savez(f, **_pack_buffer(getattr(model, "replay_buffer", None)))
     if ck.exists():
         ck.rename(old)
     new.rename(ck)
@@ -73,17 +74,18 @@ def read(out: Path) -> dict[str, Any]:
     return state
 
 
-def restore(state: dict[str, Any], out: Path, model: SAC, venv: VecEnv) -> dict[str, Any]:
+def restore(state: dict[str, Any], out: Path, model: BaseAlgorithm, venv: VecEnv) -> dict[str, Any]:
     """Put ``model`` and ``venv`` in the state ``read`` returned; return the caller's log."""
     ck = out / CHECKPOINT
     try:
         model.policy.load_state_dict(state["policy"])
-        model.actor.optimizer.load_state_dict(state["actor_opt"])
-        model.critic.optimizer.load_state_dict(state["critic_opt"])
-        if model.ent_coef_optimizer is not None:
+        for key, optimizer in _optimizers(model).items():
+            optimizer.load_state_dict(state[key])
+        if getattr(model, "ent_coef_optimizer", None) is not None:
             with torch.no_grad():
                 model.log_ent_coef.copy_(state["log_ent_coef"])
-            model.ent_coef_optimizer.load_state_dict(state["ent_opt"])
+        if hasattr(model, "load_extra_state"):
+            model.load_extra_state(state["extra"])
         counters = state["model"]
         model.num_timesteps, model._n_updates, model._episode_num = (int(counters[k]) for k in ("t", "updates", "episodes"))
         model._last_obs = state["last_obs"].numpy()
@@ -95,18 +97,28 @@ def restore(state: dict[str, Any], out: Path, model: SAC, venv: VecEnv) -> dict[
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise UserError(f"{ck}: checkpoint does not fit this run ({type(e).__name__}); "
                         "resume with the run's own settings or choose a new out=") from None
-    _unpack_buffer(ck / "replay.npz", model.replay_buffer)
+    if hasattr(model, "replay_buffer"):
+        _unpack_buffer(ck / "replay.npz", model.replay_buffer)
     return state["log"]
 
 
-def _state(model: SAC, venv: VecEnv, log: dict[str, Any]) -> dict[str, Any]:
-    ent = model.ent_coef_optimizer is not None
+def _optimizers(model: BaseAlgorithm) -> dict[str, torch.optim.Optimizer]:
+    """The optimizers of an SB3 algorithm by checkpoint key: SAC's actor, critic and entropy ones, or PPO's one."""
+    if not hasattr(model, "actor"):
+        return {"policy_opt": model.policy.optimizer}
+    found = {"actor_opt": model.actor.optimizer, "critic_opt": model.critic.optimizer}
+    if model.ent_coef_optimizer is not None:
+        found["ent_opt"] = model.ent_coef_optimizer
+    return found
+
+
+def _state(model: BaseAlgorithm, venv: VecEnv, log: dict[str, Any]) -> dict[str, Any]:
+    ent = getattr(model, "ent_coef_optimizer", None) is not None
     return {
         "policy": model.policy.state_dict(),
-        "actor_opt": model.actor.optimizer.state_dict(),
-        "critic_opt": model.critic.optimizer.state_dict(),
+        **{key: optimizer.state_dict() for key, optimizer in _optimizers(model).items()},
         "log_ent_coef": model.log_ent_coef.detach().clone() if ent else None,
-        "ent_opt": model.ent_coef_optimizer.state_dict() if ent else None,
+        "extra": model.extra_state() if hasattr(model, "extra_state") else {},
         "model": {"t": model.num_timesteps, "updates": model._n_updates, "episodes": model._episode_num},
         "last_obs": torch.from_numpy(np.array(model._last_obs)),
         "last_episode_starts": torch.from_numpy(np.array(model._last_episode_starts)),
@@ -140,7 +152,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _deque(model: SAC, items: list[Any]) -> Any:
+def _deque(model: BaseAlgorithm, items: list[Any]) -> Any:
     from collections import deque
 
     return deque(items, maxlen=model._stats_window_size)
@@ -162,7 +174,7 @@ def _py_state(s: tuple) -> list[Any]:
     return [s[0], list(s[1]), s[2]]
 
 
-def _set_rngs(model: SAC, rng: dict[str, Any]) -> None:
+def _set_rngs(model: BaseAlgorithm, rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
     np.random.set_state(_mt_tuple(rng["numpy"]))
     version, internal, gauss = rng["python"]
@@ -218,7 +230,13 @@ def _is_frame_stack(a: np.ndarray | None) -> bool:
 
 
 def _pack_buffer(buffer: Any) -> dict[str, np.ndarray]:
-    """The filled rows, in place order (views: nothing is copied), except frame-stacked pixels (``_pack_frames``)."""
+    """The filled rows, in place order (views: nothing is copied), except frame-stacked pixels (``_pack_frames``);
+    a ``FrameReplayBuffer``'s own arrays (prefixed ``frames.``); nothing for an on-policy algorithm (PPO)."""
+    empty = {"order": np.zeros(0, np.int64), "pos": np.array(0), "full": np.array(False)}
+    if buffer is None:
+        return empty
+    if hasattr(buffer, "state_arrays"):
+        return {**empty, **{f"frames.{k}": v for k, v in buffer.state_arrays().items()}}
     order = _chronological(buffer)
     arrays = {"pos": np.array(buffer.pos), "full": np.array(buffer.full), "order": order}
     stacked = _is_frame_stack(buffer.observations) and _is_frame_stack(buffer.next_observations)
@@ -275,6 +293,14 @@ def _unpack_frames(z: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarr
 
 
 def _unpack_buffer(path: Path, buffer: Any) -> None:
+    if hasattr(buffer, "load_state_arrays"):
+        try:
+            with checked_np_load(path, "replay buffer", "choose a new out=", _REPLAY_KEYS) as z:
+                buffer.load_state_arrays({k[len("frames."):]: z[k] for k in z.files if k.startswith("frames.")})
+        except (KeyError, ValueError, TypeError, IndexError, OSError, zipfile.BadZipFile) as e:
+            raise UserError(f"{path}: replay buffer does not fit this run ({e}); resume with the run's own settings "
+                            "or choose a new out=") from None
+        return
     shapes = checked_npz_headers(path, "replay buffer", "choose a new out=")
     n_max = buffer.buffer_size
     for name, (shape, dtype) in shapes.items():

@@ -48,7 +48,7 @@ from ssl4rl.config import PlanetConfig
 from ssl4rl.errors import UserError
 from ssl4rl.fields import validate
 from ssl4rl.planning import PLANNERS
-from ssl4rl.resolve import resolve_encoder_path
+from ssl4rl.resolve import encoder_names, resolve_encoder_path
 from ssl4rl.runs import claimed_run_dir, log
 from ssl4rl.utils import check_memory, checked_np_load, progress_bar, resolve_device, seed_everything, write_json
 from ssl4rl.viz import save_gif, save_learning_curve
@@ -56,7 +56,6 @@ from ssl4rl.worldmodels import encoder_spec, save_world_model
 from ssl4rl.worldmodels.metrics import evaluate_world_model, prediction_video
 from ssl4rl.worldmodels.rssm import RSSM, EpisodeBuffer, check_objective
 
-ENCODER_NAMES = ("scratch",)  # besides a saved encoder folder (and mvp, resolved to one)
 PERIODIC_EVAL_EPISODES = 5  # at most this many episodes per periodic evaluation (the final one uses eval_episodes)
 
 
@@ -76,8 +75,8 @@ def check_config(cfg: Any) -> tuple[str, str]:
     if cfg.encoder in ("vae", "random", "state", "cnn"):
         raise UserError(f"encoder={cfg.encoder}: planet takes encoder=scratch (a conv net trained with the model) or a "
                         "saved ssl4rl encoder folder (frozen, features cached; mvp picks the latest MAE encoder)")
-    encoder = cfg.encoder if cfg.encoder in ENCODER_NAMES else str(
-        resolve_encoder_path(cfg.encoder, cfg.runs_root, allowed=("mvp", *ENCODER_NAMES)))
+    encoder = cfg.encoder if cfg.encoder == "scratch" else str(
+        resolve_encoder_path(cfg.encoder, cfg.runs_root, allowed=encoder_names("planet")))
     objective = check_objective(cfg.objective or ("recon" if encoder == "scratch" else "contrastive"))
     return objective, encoder
 

@@ -1,4 +1,5 @@
-"""SAC (Stable-Baselines3) on frozen encoder features, on true state, or end to end on pixels.
+"""SB3 agents on frozen encoder features, on true state, or with a pixel encoder that learns (DrQ, CURL, fine-tuning,
+auxiliary SSL losses, decoupled training; ``ssl4rl.agents.pixel``), and PPO (``ssl4rl.agents.ppo``).
 
 Counting: one agent step = ``action_repeat`` environment steps. ``steps`` and
 every reported x-axis are ENVIRONMENT steps, as in the PlaNet/CURL/DrQ tables.
@@ -24,12 +25,15 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from ssl4rl.agents import checkpoint
 from ssl4rl.agents.features import FrozenFeatures, StackedProjection
-from ssl4rl.config import AgentConfig, TrainConfig, validate_config
+from ssl4rl.agents.pixel import AuxLoss, FrameEncoder, PixelSAC, PixelSettings
+from ssl4rl.agents.ppo import build_ppo
+from ssl4rl.agents.replay import FrameReplayBuffer
+from ssl4rl.config import PIXEL_AGENTS, AgentConfig, TrainConfig, aux_methods, validate_config
 from ssl4rl.encoders import Encoder, build_encoder, encoder_meta, load_encoder
 from ssl4rl.envs import check_dmc_task, make_env
 from ssl4rl.errors import UserError
-from ssl4rl.resolve import resolve_encoder_path
-from ssl4rl.fields import build
+from ssl4rl.methods.base import MethodContext
+from ssl4rl.resolve import encoder_names, resolve_encoder_path
 from ssl4rl.runs import claimed_run_dir, log
 from ssl4rl.utils import atomic_path, check_memory, progress_bar, resolve_device, seed_everything, write_json
 from ssl4rl.viz import save_gif, save_learning_curve
@@ -37,49 +41,114 @@ from ssl4rl.viz import save_gif, save_learning_curve
 VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 
 
-SAC_ENCODERS = ("mvp", "state", "random", "cnn")  # besides a saved encoder folder
+def encoder_mode(cfg: TrainConfig) -> str | None:
+    """How the encoder learns: ``cfg.encoder_mode``, else finetune for drq/curl and encoder=scratch, else frozen
+    (None for encoder=state and cnn, which have no ssl4rl encoder)."""
+    if cfg.encoder in ("state", "cnn"):
+        return None
+    if cfg.encoder_mode is not None:
+        return cfg.encoder_mode
+    return "finetune" if cfg.agent.name in PIXEL_AGENTS or cfg.encoder == "scratch" else "frozen"
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """One-line refusals of settings that cannot work together, before anything is built or written."""
+    agent, mode = cfg.agent, encoder_mode(cfg)
+    names = encoder_names(agent.name)
+    if cfg.encoder not in names and not Path(cfg.encoder).exists():
+        resolve_encoder_path(cfg.encoder, cfg.runs_root, allowed=names)  # the one line naming the valid names
+    if mode is None:
+        if cfg.encoder_mode is not None:
+            raise UserError(f"encoder_mode={cfg.encoder_mode} with encoder={cfg.encoder}: there is no ssl4rl encoder to "
+                            "freeze or train; use encoder=scratch or a saved encoder folder")
+        if cfg.aux is not None:
+            raise UserError(f"aux={cfg.aux} with encoder={cfg.encoder}: the auxiliary loss trains a pixel encoder; use "
+                            "encoder=scratch or a saved encoder folder")
+        if agent.name in PIXEL_AGENTS:
+            raise UserError(f"agent={agent.name} with encoder={cfg.encoder}: {agent.name} trains a pixel encoder; use "
+                            "encoder=scratch or a saved encoder folder (agent=sac for state or cnn)")
+        return
+    if mode == "frozen":
+        if cfg.aux is not None:
+            raise UserError(f"aux={cfg.aux} with encoder_mode=frozen: nothing would train the encoder; use "
+                            "encoder_mode=finetune or decoupled")
+        if agent.name in PIXEL_AGENTS:
+            raise UserError(f"agent={agent.name} with encoder_mode=frozen: frozen features are cached once per env "
+                            "step, so augmentation cannot apply; use agent=sac encoder_mode=frozen")
+    if mode == "decoupled" and cfg.aux is None and getattr(agent, "curl_weight", 0) == 0:
+        raise UserError("encoder_mode=decoupled: only the auxiliary loss trains the encoder, and there is none; add "
+                        "aux=<method> (e.g. aux=simclr aux_positive=temporal, as ATC)")
+    if agent.name == "ppo" and (cfg.aux is not None or mode == "decoupled"):
+        raise UserError("agent=ppo takes encoder_mode=frozen or finetune without aux; aux losses need replay "
+                        "(agent=sac, drq or curl)")
+    if mode != "frozen" and cfg.encoder not in names:
+        image_size = int(encoder_meta(resolve_encoder_path(cfg.encoder, cfg.runs_root, allowed=names))["image_size"])
+        if cfg.image_size is not None and cfg.image_size != image_size:
+            raise UserError(f"image_size={cfg.image_size}: the saved encoder {cfg.encoder} takes {image_size} px frames, "
+                            f"and a {mode} encoder sees the env's frames as they are; use image_size={image_size}")
+
 
 class Pipeline:
-    """How observations reach the policy for one ``encoder=`` choice."""
+    """How observations reach the policy for one run: true state, SB3's CnnPolicy, frozen features cached per env
+    step (``FrozenFeatures``), or stacked frames through a learning ssl4rl encoder (``FrameEncoder``)."""
 
-    def __init__(self, env: str, encoder: str, frame_stack: int, image_size: int | None, runs_root: str | Path,
-                 device: torch.device, seed: int) -> None:
-        self.env, self.kind, self.frame_stack, self.device = env, encoder, frame_stack, device
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        self.env, self.kind, self.frame_stack, self.device = cfg.env, cfg.encoder, cfg.frame_stack, device
+        self.mode = encoder_mode(cfg)
         self.encoder: Encoder | None = None
         self.encoder_path: str | None = None
-        if encoder == "state":
-            self.env_kwargs: dict[str, Any] = {"obs_type": "state", "image_size": image_size or 84}
-        elif encoder == "cnn":
-            self.env_kwargs = {"frame_stack": frame_stack, "image_size": image_size or 84}
+        if self.kind == "state":
+            self.env_kwargs: dict[str, Any] = {"obs_type": "state", "image_size": cfg.image_size or 84}
+            return
+        if self.kind == "cnn":
+            self.env_kwargs = {"frame_stack": cfg.frame_stack, "image_size": cfg.image_size or 84}
+            return
+        self.encoder = self._encoder(cfg)
+        self.encoder.to(device)
+        if self.mode == "frozen":
+            self.encoder.eval()
+            self.env_kwargs = {"frame_stack": 1, "image_size": cfg.image_size or self.encoder.image_size}
         else:
-            if encoder == "random":
-                torch.manual_seed(seed)
-                self.encoder = build_encoder("vit")
-            else:
-                path = resolve_encoder_path(encoder, runs_root, allowed=SAC_ENCODERS)
-                meta = encoder_meta(path)
-                self.encoder = load_encoder(path)
-                self.encoder_path = str(path)
-                log.info(f"encoder {path}: {meta['arch']} from {meta['method']}, {meta['feature_dim']}-d features")
-            self.encoder.to(device).eval()
-            self.env_kwargs = {"frame_stack": 1, "image_size": image_size or self.encoder.image_size}
+            margin = 2 * cfg.agent.pad if getattr(cfg.agent, "augment", "none") == "crop" else 0
+            self.env_kwargs = {"frame_stack": cfg.frame_stack, "image_size": self.encoder.image_size + margin}
+
+    def _encoder(self, cfg: TrainConfig) -> Encoder:
+        if self.kind == "random":
+            torch.manual_seed(cfg.seed)
+            return build_encoder("vit")
+        if self.kind == "scratch":
+            torch.manual_seed(cfg.seed)
+            backbone = dict(cfg.agent.backbone)
+            if cfg.image_size is not None:
+                backbone["image_size"] = cfg.image_size
+            return build_encoder(backbone.pop("arch"), **backbone)
+        path = resolve_encoder_path(self.kind, cfg.runs_root, allowed=encoder_names(cfg.agent.name))
+        meta = encoder_meta(path)
+        self.encoder_path = str(path)
+        log.info(f"encoder {path}: {meta['arch']} from {meta['method']}, {meta['feature_dim']}-d features")
+        return load_encoder(path)
 
     def make_venv(self, n_envs: int, seed: int, vec_env: str = "dummy") -> VecEnv:
         env, kwargs = self.env, dict(self.env_kwargs)
         venv = make_vec_env(lambda: make_env(env, **kwargs), n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env])
-        return FrozenFeatures(venv, self.encoder, self.frame_stack) if self.encoder is not None else venv
+        return FrozenFeatures(venv, self.encoder, self.frame_stack) if self.mode == "frozen" else venv
 
-    def policy(self, agent: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        kwargs: dict[str, Any] = {"net_arch": list(agent["net_arch"])}
+    def policy(self, agent: Any) -> tuple[str, dict[str, Any]]:
+        kwargs: dict[str, Any] = {"net_arch": list(agent.net_arch)}
         if self.kind == "cnn":
             return "CnnPolicy", kwargs
-        if self.encoder is not None and agent.get("proj_dim", 0) > 0:
+        if self.mode == "frozen" and agent.proj_dim > 0:
             kwargs["features_extractor_class"] = StackedProjection
-            kwargs["features_extractor_kwargs"] = {"frame_stack": self.frame_stack, "proj_dim": agent["proj_dim"]}
+            kwargs["features_extractor_kwargs"] = {"frame_stack": self.frame_stack, "proj_dim": agent.proj_dim}
+        if self.mode in ("finetune", "decoupled"):
+            kwargs["features_extractor_class"] = FrameEncoder
+            kwargs["features_extractor_kwargs"] = {"encoder": self.encoder, "frame_stack": self.frame_stack}
+            kwargs["share_features_extractor"] = True
+            return "CnnPolicy", kwargs
         return "MlpPolicy", kwargs
 
 
-def evaluate(model: SAC, venv: VecEnv, episodes: int, video: bool = False) -> tuple[list[float], list[np.ndarray]]:
+def evaluate(model: Any, venv: VecEnv, episodes: int, video: bool = False) -> tuple[list[float], list[np.ndarray]]:
     """Deterministic returns of ``episodes`` episodes (one env); frames of the first if ``video``."""
     returns, frames, total = [], [], 0.0
     obs = venv.reset()
@@ -99,10 +168,10 @@ class _Progress(BaseCallback):
     """Progress bar in environment steps, training-episode log, periodic evaluation, resume marks."""
 
     def __init__(self, total_env_steps: int, action_repeat: int, eval_every: int,
-                 evaluate_fn: Callable[[int], list[float]], show: bool) -> None:
+                 evaluate_fn: Callable[[int], list[float]], show: bool, agent: str = "sac") -> None:
         super().__init__()
         self.total, self.repeat, self.eval_every, self.evaluate_fn = total_env_steps, action_repeat, eval_every, evaluate_fn
-        self.bar = progress_bar(total=total_env_steps, desc="train SAC", unit="env step", disable=not show, unit_scale=True)
+        self.bar = progress_bar(total=total_env_steps, desc=f"train {agent}", unit="env step", disable=not show, unit_scale=True)
         self.train_returns: list[tuple[int, float]] = []
         self.evals: list[tuple[int, float, float]] = []
         self.resumed_at: list[int] = []
@@ -152,16 +221,19 @@ class _Progress(BaseCallback):
         return True
 
 
-def _check_replay_memory(venv: VecEnv, size: int) -> None:
-    """Refuse, before SB3 allocates it, a replay buffer that does not fit in memory (observations stored twice)."""
-    obs = int(np.prod(venv.observation_space.shape)) * np.dtype(venv.observation_space.dtype).itemsize
+def _check_replay_memory(venv: VecEnv, size: int, frames_once: bool) -> None:
+    """Refuse, before it is allocated, a replay buffer that does not fit in memory (SB3's stores observations twice;
+    the frame replay each frame about once)."""
+    space = venv.observation_space
+    obs = int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
+    per_step = obs * 5 // (4 * space.shape[0] // 3) if frames_once else 2 * obs
     act = int(np.prod(venv.action_space.shape)) * 4
-    check_memory(size * (2 * obs + act + 16), f"agent.buffer_size={size}: a replay buffer of {size:,} transitions",
+    check_memory(size * (per_step + act + 16), f"agent.buffer_size={size}: a replay buffer of {size:,} transitions",
                  "lower agent.buffer_size")
 
 
 def _allocate(buffer: Any) -> None:
-    """Touch every page of the replay buffer now, so memory stays flat while it fills."""
+    """Touch every page of SB3's replay buffer now, so memory stays flat while it fills."""
     for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
         array = getattr(buffer, name, None)
         if array is not None:
@@ -171,89 +243,116 @@ def _allocate(buffer: Any) -> None:
 SAFE_ON_RESUME = ("progress", "video")  # display only: the result is bit-identical whatever their value
 
 
-def train_agent(
-    env: str,
-    encoder: str,
-    out: str | Path,
-    steps: int = 100_000,
-    agent: dict[str, Any] | None = None,
-    frame_stack: int = 3,
-    image_size: int | None = None,
-    n_envs: int = 1,
-    vec_env: str = "dummy",
-    eval_every: int = 20_000,
-    eval_episodes: int = 10,
-    video: bool = True,
-    runs_root: str | Path = "runs",
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = True,
-    ckpt_every: int = 10_000,
-) -> dict[str, Any]:
-    """Train SAC for ``steps`` environment steps; evaluate; write results, curve, video, weights to ``out``.
+def train_agent(cfg: TrainConfig) -> dict[str, Any]:
+    """Train ``cfg.agent`` (SAC, DrQ, CURL or PPO) for ``cfg.steps`` environment steps; evaluate; write results,
+    curve, video and weights to ``cfg.out``.
 
-    The arguments are those of ``TrainConfig`` (``agent``: options of ``AgentConfig``); they are validated as the
-    command line's are, and ``out`` is claimed as the command line claims it: a finished run or a folder another
-    process holds is refused in one line. Every ``ckpt_every`` env steps the whole training state goes to
-    ``out/checkpoint``; a call with an ``out`` holding one continues from it and ends bit-identical to an
-    uninterrupted run.
+    ``cfg`` is validated as the command line's is (``cfg.agent`` None: ``AgentConfig()``, i.e. agent=sac), and
+    ``out`` is claimed as the command line claims it: a finished run or a folder another process holds is refused
+    in one line. Every ``ckpt_every`` env steps the whole training state goes to ``out/checkpoint``; a call with an
+    ``out`` holding one continues from it and ends bit-identical to an uninterrupted run.
     """
-    agent_cfg = build(AgentConfig, dict(agent or {}), "agent.")
-    cfg = TrainConfig(agent=agent_cfg, out=str(out), env=env, encoder=str(encoder), runs_root=str(runs_root), steps=steps,
-                      frame_stack=frame_stack, image_size=image_size, n_envs=n_envs, vec_env=vec_env,
-                      eval_every=eval_every, ckpt_every=ckpt_every, eval_episodes=eval_episodes, video=video, seed=seed,
-                      device=device, progress=progress)
+    if cfg.agent is None:
+        cfg = dataclasses.replace(cfg, agent=AgentConfig())
     validate_config(cfg)
-    repeat = check_dmc_task(env, "SAC")[2]
-    if steps < repeat or ckpt_every < repeat:
-        raise UserError(f"steps={steps}, ckpt_every={ckpt_every}: each must be at least one agent step ({repeat} env steps)")
+    repeat = check_dmc_task(cfg.env, "SAC")[2]
+    if cfg.steps < repeat or cfg.ckpt_every < repeat:
+        raise UserError(f"steps={cfg.steps}, ckpt_every={cfg.ckpt_every}: each must be at least one agent step "
+                        f"({repeat} env steps)")
+    check_config(cfg)
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    with claimed_run_dir(out, config_yaml, resume_file=checkpoint.CHECKPOINT, safe_keys=SAFE_ON_RESUME) as (out, _):
+    with claimed_run_dir(cfg.out, config_yaml, resume_file=checkpoint.CHECKPOINT, safe_keys=SAFE_ON_RESUME) as (out, _):
         return _train(cfg, out, repeat)
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with each tensor once: the encoder actor and critic share is kept under its first (actor) name."""
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    kept = {}
+    for name, tensor in state.items():
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if key not in seen:
+            seen.add(key)
+            kept[name] = tensor.detach().cpu().contiguous()
+    return kept
+
+
+def _aux(cfg: TrainConfig, encoder: Encoder, agent_steps: int) -> AuxLoss | None:
+    """The auxiliary SSL loss ``cfg.aux`` built on ``encoder`` (its own generator, seeded from the run's seed)."""
+    if cfg.aux is None:
+        return None
+    cls = aux_methods()[cfg.aux]
+    ctx = MethodContext(generator=torch.Generator().manual_seed(cfg.seed + 30_000), total_steps=agent_steps,
+                        num_samples=cfg.agent.buffer_size, batch_size=cfg.agent.batch_size)
+    return AuxLoss(cls(encoder, cls.Config(), ctx))
+
+
+def _model(cfg: TrainConfig, pipe: Pipeline, venv: VecEnv, out: Path, dev: torch.device, agent_steps: int) -> Any:
+    """The SB3 algorithm of this run: SAC, PixelSAC (the encoder learns) or PPO."""
+    a = cfg.agent
+    policy, policy_kwargs = pipe.policy(a)
+    if a.name == "ppo":
+        return build_ppo(a, policy, policy_kwargs, venv, agent_steps, cfg.encoder_lr_mult, str(out / "tb"), cfg.seed, dev)
+    buffer = min(a.buffer_size, agent_steps)
+    pixel = pipe.mode in ("finetune", "decoupled")
+    _check_replay_memory(venv, buffer, pixel)
+    common = dict(
+        learning_rate=a.learning_rate, buffer_size=buffer, learning_starts=min(a.learning_starts, agent_steps // 2),
+        batch_size=a.batch_size, tau=a.tau, gamma=a.gamma, train_freq=a.train_freq, gradient_steps=a.gradient_steps,
+        ent_coef=a.ent_coef, policy_kwargs=policy_kwargs, tensorboard_log=str(out / "tb"), seed=cfg.seed, device=dev,
+        verbose=0,
+    )
+    if not pixel:
+        model = SAC(policy, venv, **common)
+        _allocate(model.replay_buffer)
+        return model
+    settings = PixelSettings(
+        mode=pipe.mode, augment=a.augment, pad=a.pad, target_k=a.target_k, critic_m=a.critic_m,
+        encoder_tau=a.encoder_tau, actor_every=a.actor_every, target_every=a.target_every, curl_weight=a.curl_weight,
+        encoder_lr_mult=cfg.encoder_lr_mult, warmup_steps=cfg.encoder_warmup // check_dmc_task(cfg.env, "SAC")[2],
+        aux_weight=cfg.aux_weight, aux_every=cfg.aux_every, aux_k=cfg.aux_k if cfg.aux_positive == "temporal" else 0,
+    )
+    return PixelSAC(policy, venv, pixel=settings, aux=_aux(cfg, pipe.encoder, agent_steps),
+                    replay_buffer_class=FrameReplayBuffer, **common)
 
 
 def _train(cfg: TrainConfig, out: Path, repeat: int) -> dict[str, Any]:
     env, encoder, steps, seed = cfg.env, cfg.encoder, cfg.steps, cfg.seed
-    agent = dataclasses.asdict(cfg.agent)
-    frame_stack, image_size, n_envs, vec_env = cfg.frame_stack, cfg.image_size, cfg.n_envs, cfg.vec_env
+    n_envs, vec_env = cfg.n_envs, cfg.vec_env
     eval_every, eval_episodes, video, ckpt_every = cfg.eval_every, cfg.eval_episodes, cfg.video, cfg.ckpt_every
     checkpoint.recover(out)
     saved = checkpoint.read(out) if (out / checkpoint.CHECKPOINT).exists() else None  # refused before anything is built
     seed_everything(seed)
     dev = resolve_device(cfg.device)
-    pipe = Pipeline(env, encoder, frame_stack, image_size, cfg.runs_root, dev, seed)
+    pipe = Pipeline(cfg, dev)
     venv = pipe.make_venv(n_envs, seed, vec_env)
     eval_venv = pipe.make_venv(1, seed + 10_000)
     agent_steps = max(1, steps // repeat)
-    policy, policy_kwargs = pipe.policy(agent)
-    _check_replay_memory(venv, min(agent["buffer_size"], agent_steps))
-    model = SAC(
-        policy, venv, learning_rate=agent["learning_rate"], buffer_size=min(agent["buffer_size"], agent_steps),
-        learning_starts=min(agent["learning_starts"], agent_steps // 2), batch_size=agent["batch_size"],
-        tau=agent["tau"], gamma=agent["gamma"], train_freq=agent["train_freq"], gradient_steps=agent["gradient_steps"],
-        ent_coef=agent["ent_coef"], policy_kwargs=policy_kwargs, tensorboard_log=str(out / "tb"),
-        seed=seed, device=dev, verbose=0,
-    )
-    _allocate(model.replay_buffer)
+    model = _model(cfg, pipe, venv, out, dev, agent_steps)
+    policy = type(model.policy).__name__
+    name = cfg.agent.name
 
     def periodic_eval(k: int) -> list[float]:
         eval_venv.seed(seed + 20_000 + k)  # each evaluation its own episodes, whatever ran before
         return evaluate(model, eval_venv, 5)[0]
 
-    cb = _Progress(agent_steps * repeat, repeat, eval_every, periodic_eval, cfg.progress)
+    cb = _Progress(agent_steps * repeat, repeat, eval_every, periodic_eval, cfg.progress, name)
     if saved is not None:
         cb.restore(checkpoint.restore(saved, out, model, venv), model.num_timesteps * repeat)
         log.info(f"resumed from {out / checkpoint.CHECKPOINT} at {model.num_timesteps * repeat} env steps "
                  "(the lines above are the earlier process's)")
     log.info(
-        f"SAC on {env} with encoder={encoder} ({policy}, obs {venv.observation_space.shape}): "
+        f"{name} on {env} with encoder={encoder} ({pipe.mode or 'no ssl4rl encoder'}; {policy}, obs "
+        f"{venv.observation_space.shape}{f', aux={cfg.aux}' if cfg.aux else ''}): "
         f"{agent_steps * repeat} env steps = {agent_steps} agent steps x action repeat {repeat}, device {dev}"
     )
     chunk = max(1, ckpt_every // repeat)
+    if name == "ppo":  # PPO learns in whole rollouts: checkpoints fall between them
+        chunk = max(1, chunk // model.n_steps) * model.n_steps
     while model.num_timesteps < agent_steps:
         t0, evals_before = time.time(), cb.eval_seconds
         n = min(chunk - model.num_timesteps % chunk, agent_steps - model.num_timesteps)
-        model.learn(total_timesteps=n, callback=cb, tb_log_name="sac", reset_num_timesteps=model._last_obs is None)
+        model.learn(total_timesteps=n, callback=cb, tb_log_name=name, reset_num_timesteps=model._last_obs is None)
         cb.rl_seconds += time.time() - t0 - (cb.eval_seconds - evals_before)  # periodic evaluations excluded
         if model.num_timesteps < agent_steps:
             checkpoint.save(out, model, venv, cb.state())
@@ -264,22 +363,26 @@ def _train(cfg: TrainConfig, out: Path, repeat: int) -> dict[str, Any]:
     cb.evals.append((agent_steps * repeat, mean, std))
     log.info(f"final eval over {eval_episodes} episodes: {mean:.1f} ± {std:.1f} (RL part {cb.rl_seconds / 60:.1f} min)")
     with atomic_path(out / "policy.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}, str(tmp))
-    save_learning_curve(out / "curve.png", cb.train_returns, cb.evals, title=f"SAC {env}, encoder={encoder}",
+        save_file(_unshared(model.policy.state_dict()), str(tmp))
+    save_learning_curve(out / "curve.png", cb.train_returns, cb.evals, title=f"{name} {env}, encoder={encoder}",
                         marks=cb.resumed_at)
     if frames:
         save_gif(out / "eval.gif", frames)
     results = {
         "env": env,
+        "agent": name,
         "encoder": encoder,
+        "encoder_mode": pipe.mode,
+        "aux": cfg.aux,
+        "aux_positive": cfg.aux_positive if cfg.aux else None,
         "encoder_path": pipe.encoder_path,
         "policy": policy,
         "eval_return_mean": mean,
         "eval_return_std": std,
         "eval_returns": returns,
         "eval_episodes": eval_episodes,
-        "env_steps": agent_steps * repeat,
-        "agent_steps": agent_steps,
+        "env_steps": int(model.num_timesteps) * repeat,
+        "agent_steps": int(model.num_timesteps),
         "action_repeat": repeat,
         "rl_seconds": round(cb.rl_seconds, 1),
         "periodic_eval_seconds": round(cb.eval_seconds, 1),

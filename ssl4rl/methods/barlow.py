@@ -41,6 +41,7 @@ class Barlow(Method):
 
     name = "barlow"
     Config = BarlowConfig
+    pairs = True
     family = "non-contrastive"
 
     def __init__(self, encoder: Encoder, cfg: BarlowConfig, ctx: MethodContext) -> None:

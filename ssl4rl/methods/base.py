@@ -117,6 +117,9 @@ class Method(nn.Module, abc.ABC):
     # True when the method learns from transitions (frame t, action t, frame t+1), e.g. C-SWM: the loop
     # then draws temporal positives with k=1 whose batches carry the action, from env episodes only
     needs_transitions: ClassVar[bool] = False
+    # True when the method learns from a positive pair (``two_views`` / ``pair``): two augmentations of a frame, or a
+    # frame and its temporal positive; such a method can be an agent's auxiliary loss (``aux=<name>``)
+    pairs: ClassVar[bool] = False
 
     def __init__(self, encoder: Encoder, cfg: MethodConfig, ctx: MethodContext) -> None:
         super().__init__()

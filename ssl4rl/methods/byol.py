@@ -47,6 +47,7 @@ class BYOL(Method):
 
     name = "byol"
     Config = BYOLConfig
+    pairs = True
     family = "non-contrastive"
     proj_last_norm: ClassVar[bool] = False  # a final affine-free BN on the projector (MoCo v3)
 

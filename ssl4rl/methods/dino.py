@@ -87,6 +87,7 @@ class DINO(Method):
 
     name = "dino"
     Config = DINOConfig
+    pairs = True
     family = "non-contrastive"
 
     def __init__(self, encoder: Encoder, cfg: DINOConfig, ctx: MethodContext) -> None:

@@ -47,6 +47,7 @@ class MoCo(Method):
 
     name = "moco"
     Config = MoCoConfig
+    pairs = True
 
     def __init__(self, encoder: Encoder, cfg: MoCoConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)

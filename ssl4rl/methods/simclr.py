@@ -32,6 +32,7 @@ class SimCLR(Method):
 
     name = "simclr"
     Config = SimCLRConfig
+    pairs = True
 
     def __init__(self, encoder: Encoder, cfg: SimCLRConfig, ctx: MethodContext) -> None:
         super().__init__(encoder, cfg, ctx)

@@ -43,6 +43,7 @@ class SimSiam(Method):
 
     name = "simsiam"
     Config = SimSiamConfig
+    pairs = True
     family = "non-contrastive"
 
     def __init__(self, encoder: Encoder, cfg: SimSiamConfig, ctx: MethodContext) -> None:

@@ -74,6 +74,7 @@ class SwAV(Method):
 
     name = "swav"
     Config = SwAVConfig
+    pairs = True
     family = "clustering"
 
     def __init__(self, encoder: Encoder, cfg: SwAVConfig, ctx: MethodContext) -> None:

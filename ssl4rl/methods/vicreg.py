@@ -43,6 +43,7 @@ class VICReg(Method):
 
     name = "vicreg"
     Config = VICRegConfig
+    pairs = True
     family = "non-contrastive"
 
     def __init__(self, encoder: Encoder, cfg: VICRegConfig, ctx: MethodContext) -> None:
