@@ -15,6 +15,7 @@ import ssl4rl  # noqa: F401
 from _common import header
 
 from ssl4rl.agents import train_agent
+from ssl4rl.config import AgentConfig, TrainConfig
 from ssl4rl.envs import check_env_name
 
 
@@ -28,13 +29,14 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     a = p.parse_args()
     repeat = check_env_name(a.env)[2]
-    agent = {"learning_starts": a.learning_starts, "batch_size": a.batch_size}
+    agent = AgentConfig(learning_starts=a.learning_starts, batch_size=a.batch_size)
     common = dict(steps=a.agent_steps * repeat, agent=agent, image_size=a.size, eval_every=0, eval_episodes=1,
                   video=False, device="cpu", progress=False)
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, enc in (("frozen features (ssl4rl)", a.encoder), ("CnnPolicy (SB3, end to end)", "cnn")):
-            res[label] = train_agent(a.env, enc, Path(tmp) / enc.replace("/", "_"), **common)
+            out = str(Path(tmp) / enc.replace("/", "_"))
+            res[label] = train_agent(TrainConfig(env=a.env, encoder=enc, out=out, **common))
     print(header(f"SAC env-steps/s on {a.env} from {a.size}px pixels, {a.agent_steps} agent steps "
                  f"({a.learning_starts} random), batch {a.batch_size}"))
     print("| agent | env steps | RL seconds | env steps/s |")

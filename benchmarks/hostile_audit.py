@@ -236,11 +236,15 @@ def _pretrain(out: Path, backbone: dict | None = None, data: str | None = None, 
 
 def _train(out: Path, **kw: Any) -> Any:
     from ssl4rl.agents import train_agent
+    from ssl4rl.config import AgentConfig, TrainConfig
+    from ssl4rl.fields import build
 
-    agent = {"learning_starts": 5, "batch_size": 8, "net_arch": [8], "proj_dim": 4, **kw.pop("agent", {})}
-    return train_agent(out=out, agent=agent, **{"env": "dmc_cartpole", "encoder": str(ENC), "steps": 160, "eval_every": 0,
-                                                "ckpt_every": 80, "eval_episodes": 1, "video": False, "device": "cpu",
-                                                "progress": False, **kw})
+    # build: an unknown agent key is one line (not a TypeError); train_agent validates the values
+    agent = build(AgentConfig, {"learning_starts": 5, "batch_size": 8, "net_arch": [8], "proj_dim": 4,
+                                **kw.pop("agent", {})}, "agent.")
+    return train_agent(TrainConfig(out=str(out), agent=agent, **{
+        "env": "dmc_cartpole", "encoder": str(ENC), "steps": 160, "eval_every": 0, "ckpt_every": 80, "eval_episodes": 1,
+        "video": False, "device": "cpu", "progress": False, **kw}))
 
 
 def _collect(out: Path, **kw: Any) -> Any:
@@ -650,7 +654,7 @@ def field_cases() -> list[Case]:
         ("eval", ["data.path=x"], "", C.EvalConfig(), commons), ("pretrain", ["data.path=x"], "", C.PretrainConfig(), commons),
         ("random_init", ["like=x"], "", C.RandomInitConfig(), commons),
         ("plan_goal", ["worldmodel=x"], "", C.GoalConfig(), commons),
-        *[("train", [f"agent={n}"], "agent.", cls(), {"name"}) for n, cls in C.agent_configs().items()],
+        *[("train", [f"agent={n}"], "agent.", agent, {"name"}) for n, agent in C.agent_configs().items()],
         *[("pretrain", ["data.path=x", f"method={n}"], "method.", cls.Config(name=n), inherited)
           for n, cls in sorted(METHODS.items())],
         *[("pretrain", ["data.path=x", f"backbone={y}"], "backbone.", ARCHS[a].Config(), set())

@@ -2,6 +2,7 @@
 
     python tests/kill_at.py N pretrain/run.py <overrides>      # killed after the checkpoint at optimizer step N
     python tests/kill_at.py N agents/plan_goal.py <overrides>  # killed after the N-th goal's checkpoint
+    python tests/kill_at.py N agents/train.py <overrides>      # SB3 agents: killed after the N-th agent checkpoint
 
 Production code has no kill hook: this wrapper patches the checkpoint writers before the script imports them.
 """
@@ -36,6 +37,18 @@ def main() -> None:
 
     ssl4rl.pretrain._save_checkpoint = save_then_die
     ssl4rl.utils.write_json = write_then_die  # the script's `from ssl4rl.utils import write_json` takes this one
+    if script.replace(os.sep, "/").endswith("agents/train.py"):  # SB3 agents save with ssl4rl.agents.checkpoint.save
+        from ssl4rl.agents import checkpoint
+
+        save_agent, saves = checkpoint.save, []
+
+        def save_agent_then_die(*args, **kwargs):
+            save_agent(*args, **kwargs)
+            saves.append(1)
+            if len(saves) == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        checkpoint.save = save_agent_then_die  # sac.py calls checkpoint.save through the module
     runpy.run_path(script, run_name="__main__")
 
 

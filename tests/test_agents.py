@@ -7,6 +7,7 @@ import torch
 from stable_baselines3.common.env_util import make_vec_env
 
 from ssl4rl.agents import FrozenFeatures, train_agent
+from ssl4rl.config import AgentConfig, TrainConfig
 from ssl4rl.encoders import build_encoder, save_encoder
 from ssl4rl.envs import make_env
 
@@ -54,9 +55,9 @@ def test_train_agent_tiny_run_writes_results(tmp_path):
     enc = _tiny_vit()
     save_encoder(enc, tmp_path / "enc", method="test")
     out = tmp_path / "run"
-    res = train_agent("dmc_cartpole", str(tmp_path / "enc"), out, steps=8 * 60,
-                      agent={"learning_starts": 20, "batch_size": 16, "net_arch": [32, 32], "proj_dim": 8},
-                      eval_every=0, eval_episodes=1, device="cpu", progress=False)
+    res = train_agent(TrainConfig(env="dmc_cartpole", encoder=str(tmp_path / "enc"), out=str(out), steps=8 * 60,
+                                  agent=AgentConfig(learning_starts=20, batch_size=16, net_arch=[32, 32], proj_dim=8),
+                                  eval_every=0, eval_episodes=1, device="cpu", progress=False))
     assert res["env_steps"] == 480 and res["agent_steps"] == 60 and res["action_repeat"] == 8
     assert res["frames_encoded"] >= 60
     for f in ("results.json", "curve.png", "eval.gif", "policy.safetensors"):
@@ -65,8 +66,8 @@ def test_train_agent_tiny_run_writes_results(tmp_path):
 
 
 def test_state_oracle_uses_state_observations(tmp_path):
-    res = train_agent("dmc_cartpole", "state", tmp_path / "s", steps=8 * 40,
-                      agent={"learning_starts": 10, "batch_size": 16, "net_arch": [32, 32]},
-                      eval_every=0, eval_episodes=1, video=False, device="cpu", progress=False)
+    res = train_agent(TrainConfig(env="dmc_cartpole", encoder="state", out=str(tmp_path / "s"), steps=8 * 40,
+                                  agent=AgentConfig(learning_starts=10, batch_size=16, net_arch=[32, 32]),
+                                  eval_every=0, eval_episodes=1, video=False, device="cpu", progress=False))
     assert res["policy"] == "MlpPolicy" and res["frames_encoded"] is None
     assert np.isfinite(res["eval_return_mean"])

@@ -258,3 +258,49 @@ def test_bad_arguments_raise_one_line(call, needles):
     with pytest.raises(UserError) as e:
         call(images())
     assert_one_line(e, *needles)
+
+
+# --- DrQ's random shift and CURL's random crop (uint8 frame stacks, one offset per observation) -------------------
+
+
+def _offsets(n: int, span: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (x, y) offsets random_shift / random_crop draw from ``gen(seed)``: x for all images, then y."""
+    g = gen(seed)
+    return torch.randint(0, span, (n,), generator=g), torch.randint(0, span, (n,), generator=g)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_random_shift_is_replicate_pad_then_crop(dtype):
+    n, pad, size = 16, 3, 12
+    x = torch.randint(0, 256, (n, 9, size, size), generator=gen(5), dtype=torch.uint8).to(dtype)  # 3 stacked frames
+    y = A.random_shift(x, pad, gen(1))
+    assert y.shape == x.shape and y.dtype == dtype
+    ox, oy = _offsets(n, 2 * pad + 1, 1)
+    padded = F.pad(x.float(), (pad,) * 4, mode="replicate")
+    for i in range(n):  # every channel of an observation (all its frames) moves alike
+        expect = padded[i, :, oy[i] : oy[i] + size, ox[i] : ox[i] + size]
+        assert torch.equal(y[i].float(), expect), i
+    moved = [i for i in range(n) if (ox[i], oy[i]) != (pad, pad)]
+    assert moved and all(not torch.equal(y[i], x[i]) for i in moved)  # content moves
+    assert all(torch.equal(y[i], x[i]) for i in range(n) if i not in moved)  # the centre offset is the identity
+    assert torch.equal(A.random_shift(x, pad, gen(1)), y)  # seeded: repeats
+    assert torch.equal(A.random_shift(x, 0, gen(1)), x)
+
+
+def test_random_shift_of_a_channels_last_batch_and_copies():
+    x = torch.randint(0, 256, (4, 6, 10, 10), generator=gen(0), dtype=torch.uint8)
+    y = A.random_shift(x.repeat(3, 1, 1, 1), 2, gen(2))  # three shifted copies, as DrQ's K / M views
+    assert y.shape == (12, 6, 10, 10) and y.is_contiguous(memory_format=torch.channels_last)
+    views = [y[j * 4 : (j + 1) * 4] for j in range(3)]
+    assert not (torch.equal(views[0], views[1]) and torch.equal(views[1], views[2]))
+
+
+def test_random_crop_is_a_window_at_the_drawn_offset():
+    n, size, out = 8, 14, 10
+    x = torch.randint(0, 256, (n, 9, size, size), generator=gen(3), dtype=torch.uint8)
+    y = A.random_crop(x, out, gen(4))
+    assert y.shape == (n, 9, out, out) and y.dtype == torch.uint8
+    ox, oy = _offsets(n, size - out + 1, 4)
+    for i in range(n):
+        assert torch.equal(y[i], x[i, :, oy[i] : oy[i] + out, ox[i] : ox[i] + out])
+    assert torch.equal(A.center_crop(x, out), x[..., 2:12, 2:12])

@@ -45,9 +45,12 @@ def test_tiny_end_to_end(tmp_path):
     p = subprocess.run([sys.executable, "-m", "ssl4rl.report", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0
     mae_row = next(line for line in p.stdout.splitlines() if line.startswith("| mae (vit)"))
-    assert "±" in mae_row  # the probe R² and the eval return stand in one row
-    assert any(line.startswith("| random (") and "±" in line for line in p.stdout.splitlines())
-    assert "mae vs random init:" in p.stdout and "cannot be judged from one evaluation episode" in p.stdout
+    cells = [c.strip() for c in mae_row.split("|")]
+    assert cells[4] != "—" and "(n=1, no spread)" in mae_row  # the probe R² and the eval return stand in one row
+    assert "±" not in mae_row  # one seed: no spread over seeds is shown
+    assert any(line.startswith("| random (") and "(n=1, no spread)" in line for line in p.stdout.splitlines())
+    verdict = next(line for line in p.stdout.splitlines() if line.startswith("mae vs random init:"))
+    assert "cannot tell with fewer than 2 seeds per arm" in verdict and "n=1 and 1" in verdict
 
 
 def test_pretrain_rerun_of_a_finished_run_is_refused(tmp_path, tiny_dataset):

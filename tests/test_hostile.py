@@ -269,7 +269,7 @@ def killed_agent(saved, tmp_path_factory):
 
     from ssl4rl.agents import checkpoint, train_agent
     from ssl4rl.cli import to_yaml
-    from ssl4rl.config import register_configs
+    from ssl4rl.config import AgentConfig, TrainConfig, register_configs
 
     out = tmp_path_factory.mktemp("killed") / "run"
     args = [f"encoder={saved / 'encoder'}", *AGENT_ARGS, f"out={out}", "progress=false"]
@@ -286,9 +286,9 @@ def killed_agent(saved, tmp_path_factory):
 
     checkpoint.save = save_then_die
     try:
-        train_agent("dmc_cartpole", str(saved / "encoder"), out, steps=160, eval_every=0, ckpt_every=80, eval_episodes=1,
-                    video=False, device="cpu", progress=False,
-                    agent={"learning_starts": 5, "batch_size": 8, "net_arch": [8], "proj_dim": 4})
+        train_agent(TrainConfig(env="dmc_cartpole", encoder=str(saved / "encoder"), out=str(out), steps=160, eval_every=0,
+                                ckpt_every=80, eval_episodes=1, video=False, device="cpu", progress=False,
+                                agent=AgentConfig(learning_starts=5, batch_size=8, net_arch=[8], proj_dim=4)))
     except KeyboardInterrupt:
         pass
     finally:
@@ -549,9 +549,11 @@ def test_public_api_raises_one_user_error(name, unchanged):
 ])
 def test_train_agent_validates_its_arguments(kwargs, needle, unchanged, tmp_path):
     from ssl4rl.agents import train_agent
+    from ssl4rl.config import AgentConfig, TrainConfig
 
+    kwargs = {**kwargs, "agent": AgentConfig(**kwargs["agent"])} if "agent" in kwargs else kwargs
     with pytest.raises(UserError) as e:
-        train_agent("dmc_cartpole", str(unchanged / "encoder"), tmp_path / "run", **kwargs)
+        train_agent(TrainConfig(env="dmc_cartpole", encoder=str(unchanged / "encoder"), out=str(tmp_path / "run"), **kwargs))
     assert "\n" not in str(e.value) and needle in str(e.value), str(e.value)
     assert not (tmp_path / "run").exists()
 
@@ -561,12 +563,13 @@ def test_train_agent_validates_its_arguments(kwargs, needle, unchanged, tmp_path
 
 def test_api_calls_into_a_finished_run_refuse(unchanged, tmp_path):
     from ssl4rl.agents import train_agent
-    from ssl4rl.config import DataConfig, PretrainConfig
+    from ssl4rl.config import DataConfig, PretrainConfig, TrainConfig
     from ssl4rl.methods import default_config
     from ssl4rl.pretrain import pretrain
 
     with pytest.raises(UserError) as e:
-        train_agent("dmc_cartpole", str(unchanged / "encoder"), unchanged / "run", steps=160, device="cpu", progress=False)
+        train_agent(TrainConfig(env="dmc_cartpole", encoder=str(unchanged / "encoder"), out=str(unchanged / "run"), steps=160,
+                                device="cpu", progress=False))
     assert "already holds an earlier run" in str(e.value) and "\n" not in str(e.value)
     cfg = PretrainConfig(method=default_config("simclr", batch_size=4), data=DataConfig(path=str(unchanged / "data")),
                          backbone={"arch": "vit", **TINY_VIT}, steps=2, device="cpu", progress=False)

@@ -17,13 +17,18 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from gymnasium import spaces
 
 from ssl4rl.agents import checkpoint, train_agent
+from ssl4rl.config import AgentConfig, TrainConfig
 from ssl4rl.encoders import build_encoder, save_encoder
 from ssl4rl.envs import make_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # 300 agent steps: two cartpole episodes end (125 agent steps each) and checkpoints fall inside episodes
-TINY_SAC = dict(steps=8 * 300, agent={"learning_starts": 20, "batch_size": 16, "net_arch": [16, 16], "proj_dim": 8},
+TINY_SAC = dict(steps=8 * 300, agent=AgentConfig(learning_starts=20, batch_size=16, net_arch=[16, 16], proj_dim=8),
                 eval_every=8 * 100, eval_episodes=1, video=False, ckpt_every=8 * 70, device="cpu", progress=False)
+
+
+def _tiny_sac(encoder: str, out: Path, **extra) -> TrainConfig:
+    return TrainConfig(env="dmc_cartpole", encoder=encoder, out=str(out), **TINY_SAC, **extra)
 
 
 def _sha(path: Path) -> str:
@@ -41,7 +46,7 @@ def _encoder(tmp_path: Path) -> str:
 def test_agent_interrupted_after_a_checkpoint_resumes_bit_identical(kind, tmp_path, monkeypatch):
     encoder = {"frozen": lambda: _encoder(tmp_path), "state": lambda: "state", "cnn": lambda: "cnn"}[kind]()
     extra = {"image_size": 40} if kind == "cnn" else {}
-    whole = train_agent("dmc_cartpole", encoder, tmp_path / "whole", **TINY_SAC, **extra)
+    whole = train_agent(_tiny_sac(encoder, tmp_path / "whole", **extra))
     saves, real_save = [], checkpoint.save
 
     def save_then_stop(*args, **kwargs):
@@ -52,9 +57,9 @@ def test_agent_interrupted_after_a_checkpoint_resumes_bit_identical(kind, tmp_pa
 
     monkeypatch.setattr(checkpoint, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train_agent("dmc_cartpole", encoder, tmp_path / "cut", **TINY_SAC, **extra)
+        train_agent(_tiny_sac(encoder, tmp_path / "cut", **extra))
     monkeypatch.setattr(checkpoint, "save", real_save)
-    resumed = train_agent("dmc_cartpole", encoder, tmp_path / "cut", **TINY_SAC, **extra)
+    resumed = train_agent(_tiny_sac(encoder, tmp_path / "cut", **extra))
     assert _sha(tmp_path / "cut" / "policy.safetensors") == _sha(tmp_path / "whole" / "policy.safetensors")
     assert resumed["eval_returns"] == whole["eval_returns"] and resumed["evals"] == whole["evals"]
     assert resumed["resumed_at_env_steps"] == [8 * 140] and whole["resumed_at_env_steps"] == []

@@ -19,21 +19,24 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
+from torch.nn import functional as F
 
 from ssl4rl.encoders import Encoder
+
+LN_EPS = 1e-5  # nn.LayerNorm's default, StackedProjection's
 
 
 class FrozenFeatures(VecEnvWrapper):
     """Replace pixel observations (n, 3, H, W) by stacked frozen features (n, frame_stack * D)."""
 
-    def __init__(self, venv: VecEnv, encoder: Encoder, frame_stack: int = 3) -> None:
+    def __init__(self, venv: VecEnv, encoder: Encoder, frame_stack: int = 3, normalize: bool = False) -> None:
         shape = venv.observation_space.shape
         if shape is None or len(shape) != 3 or shape[0] != 3:
             raise ValueError(f"FrozenFeatures needs single-frame pixel envs (3,H,W), got {shape}")
         self.encoder = encoder.eval()
         for p in self.encoder.parameters():
             p.requires_grad_(False)
-        self.frame_stack, self.dim = frame_stack, encoder.feature_dim
+        self.frame_stack, self.dim, self.normalize = frame_stack, encoder.feature_dim, normalize
         space = gym.spaces.Box(-np.inf, np.inf, (frame_stack * self.dim,), dtype=np.float32)
         super().__init__(venv, observation_space=space)
         self._stack = np.zeros((venv.num_envs, frame_stack, self.dim), dtype=np.float32)
@@ -54,7 +57,10 @@ class FrozenFeatures(VecEnvWrapper):
     @torch.inference_mode()
     def _encode(self, frames: np.ndarray) -> np.ndarray:
         self.frames_encoded += len(frames)
-        return self.encoder(torch.from_numpy(np.ascontiguousarray(frames))).float().cpu().numpy()
+        feats = self.encoder(torch.from_numpy(np.ascontiguousarray(frames))).float().cpu()
+        if self.normalize:  # each frame's features to zero mean, unit variance: LayerNorm without its affine part
+            feats = F.layer_norm(feats, (self.dim,), eps=LN_EPS)
+        return feats.numpy()
 
     def _obs(self) -> np.ndarray:
         return self._stack.reshape(self.num_envs, -1).copy()
@@ -90,12 +96,20 @@ class StackedProjection(BaseFeaturesExtractor):
     this does the same for each of the ``frame_stack`` frames.
     """
 
-    def __init__(self, observation_space: gym.spaces.Box, frame_stack: int = 3, proj_dim: int = 64) -> None:
+    def __init__(self, observation_space: gym.spaces.Box, frame_stack: int = 3, proj_dim: int = 64,
+                 prenormalized: bool = False) -> None:
         super().__init__(observation_space, frame_stack * proj_dim)
-        self.frame_stack = frame_stack
+        self.frame_stack, self.prenormalized = frame_stack, prenormalized
         dim = observation_space.shape[0] // frame_stack
-        self.proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, proj_dim), nn.Tanh())
+        self.proj = nn.Sequential(nn.LayerNorm(dim, eps=LN_EPS), nn.Linear(dim, proj_dim), nn.Tanh())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         n = obs.shape[0]
-        return self.proj(obs.view(n, self.frame_stack, -1)).view(n, -1)
+        if not self.prenormalized:
+            return self.proj(obs.view(n, self.frame_stack, -1)).view(n, -1)
+        # the input is already normalised per frame (FrozenFeatures(normalize=True)); LayerNorm's affine part is
+        # folded into the linear layer: W (x w + b) + c = x (W diag(w))^T + (W b + c), the same function
+        norm, linear = self.proj[0], self.proj[1]
+        weight = linear.weight * norm.weight
+        bias = torch.addmv(linear.bias, linear.weight, norm.bias)
+        return torch.tanh(F.linear(obs.view(n * self.frame_stack, -1), weight, bias)).view(n, -1)

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
-from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from ssl4rl.agents import checkpoint
+from ssl4rl.agents.fast import FastSAC
 from ssl4rl.agents.features import FrozenFeatures, StackedProjection
 from ssl4rl.agents.pixel import AuxLoss, FrameEncoder, PixelSAC, PixelSettings
 from ssl4rl.agents.ppo import build_ppo
@@ -95,6 +95,9 @@ class Pipeline:
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.env, self.kind, self.frame_stack, self.device = cfg.env, cfg.encoder, cfg.frame_stack, device
         self.mode = encoder_mode(cfg)
+        # frozen SAC features with the LayerNorm projection: FrozenFeatures normalises each frame once, when it is
+        # cached, and the projection folds the LayerNorm's affine part into its linear layer (the same function)
+        self.prenorm = self.mode == "frozen" and cfg.agent.name == "sac" and cfg.agent.proj_dim > 0
         self.encoder: Encoder | None = None
         self.encoder_path: str | None = None
         if self.kind == "state":
@@ -131,7 +134,9 @@ class Pipeline:
     def make_venv(self, n_envs: int, seed: int, vec_env: str = "dummy") -> VecEnv:
         env, kwargs = self.env, dict(self.env_kwargs)
         venv = make_vec_env(lambda: make_env(env, **kwargs), n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env])
-        return FrozenFeatures(venv, self.encoder, self.frame_stack) if self.mode == "frozen" else venv
+        if self.mode != "frozen":
+            return venv
+        return FrozenFeatures(venv, self.encoder, self.frame_stack, normalize=self.prenorm)
 
     def policy(self, agent: Any) -> tuple[str, dict[str, Any]]:
         kwargs: dict[str, Any] = {"net_arch": list(agent.net_arch)}
@@ -302,8 +307,10 @@ def _model(cfg: TrainConfig, pipe: Pipeline, venv: VecEnv, out: Path, dev: torch
         ent_coef=a.ent_coef, policy_kwargs=policy_kwargs, tensorboard_log=str(out / "tb"), seed=cfg.seed, device=dev,
         verbose=0,
     )
-    if not pixel:
-        model = SAC(policy, venv, **common)
+    if not pixel:  # frozen features, true state or CnnPolicy: SB3's SAC update, computed with fewer operations
+        if pipe.prenorm:
+            policy_kwargs["features_extractor_kwargs"] = {**policy_kwargs["features_extractor_kwargs"], "prenormalized": True}
+        model = FastSAC(policy, venv, **common)
         _allocate(model.replay_buffer)
         return model
     settings = PixelSettings(
@@ -329,7 +336,7 @@ def _train(cfg: TrainConfig, out: Path, repeat: int) -> dict[str, Any]:
     eval_venv = pipe.make_venv(1, seed + 10_000)
     agent_steps = max(1, steps // repeat)
     model = _model(cfg, pipe, venv, out, dev, agent_steps)
-    policy = type(model.policy).__name__
+    policy = pipe.policy(cfg.agent)[0]  # SB3's policy name (MlpPolicy, CnnPolicy), as results.json reports it
     name = cfg.agent.name
 
     def periodic_eval(k: int) -> list[float]:
