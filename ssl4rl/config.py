@@ -175,7 +175,7 @@ class PPOConfig:
 
     name: str = "ppo"
     learning_rate: float = setting(3e-4, gt=0, le=1)
-    n_steps: int = setting(1000, ge=2, le=10**7)  # agent steps per env per rollout
+    n_steps: int = setting(1000, ge=2, le=10**7)  # agent steps per env per rollout (runs end on a whole rollout)
     batch_size: int = setting(100, ge=2, le=65_536)
     n_epochs: int = setting(10, ge=1, le=1000)
     gamma: float = setting(0.99, ge=0, le=1)

@@ -404,3 +404,36 @@ def test_bad_pixel_agent_settings_get_one_line_and_exit_2(args, needle, tmp_path
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr and not out.exists()
+
+
+def _sweep_results(sweep: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))]
+
+
+def test_cli_every_aux_method_runs_in_one_multirun(tmp_path):
+    """Each invariance method as the auxiliary loss from the command line: one joblib sweep, one job per method."""
+    names = sorted(aux_methods())
+    sweep = tmp_path / "sweep"
+    p = _cli("-m", *TINY_CLI, "steps=160", "agent=drq", "encoder_mode=decoupled", f"aux={','.join(names)}",
+             f"hydra.sweep.dir={sweep}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = _sweep_results(sweep)
+    assert sorted(r["aux"] for r in results) == names
+    assert all(r["encoder_mode"] == "decoupled" and r["env_steps"] == 160 for r in results)
+
+
+def test_cli_encoder_modes_and_ppo_run(tmp_path):
+    """frozen and finetune SAC on the same scratch encoder, and PPO on frozen features, from the command line (PPO
+    learns in whole rollouts: 20 agent steps of 20-step rollouts are exactly steps=160 on cartpole)."""
+    sweep = tmp_path / "modes"
+    p = _cli("-m", *TINY_CLI, "steps=160", "agent=sac", "encoder=scratch", "encoder_mode=frozen,finetune",
+             f"hydra.sweep.dir={sweep}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert sorted(r["encoder_mode"] for r in _sweep_results(sweep)) == ["finetune", "frozen"]
+    out = tmp_path / "ppo"
+    p = _cli("env=dmc_cartpole", "agent=ppo", "encoder=scratch", "encoder_mode=frozen", *(f"agent.backbone.{k}={v}" for k, v
+             in TINY_CONV.items() if k != "arch"), "agent.n_steps=20", "agent.batch_size=10", "steps=160", "eval_every=0",
+             "eval_episodes=1", "video=false", "device=cpu", "progress=false", f"out={out}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert (res["agent"], res["encoder_mode"], res["env_steps"]) == ("ppo", "frozen", 160)

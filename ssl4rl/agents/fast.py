@@ -28,7 +28,11 @@ import numpy as np
 import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
+from torch import nn
 from torch.nn import functional as F
+
+# layers whose forward is the same in training and evaluation mode
+MODE_FREE = (nn.Linear, nn.ReLU, nn.Tanh, nn.LayerNorm, nn.Identity, nn.Flatten, nn.Conv2d, nn.ELU, nn.LeakyReLU)
 
 
 def fused_adam_kwargs(policy_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -58,6 +62,15 @@ class FastSAC(SAC):
         self._critic_only = [p for p in self.critic.parameters() if id(p) not in actor_params]
         self._polyak_src = list(self.critic.parameters())
         self._polyak_dst = list(self.critic_target.parameters())
+        if all(type(m) in MODE_FREE for m in self.policy.modules() if not any(True for _ in m.children())):
+            # no layer behaves differently in training and evaluation mode: switching modes (twice per agent step,
+            # a walk over every module) changes nothing, so only the flag is kept
+            self.policy.set_training_mode = self._set_mode_flag  # type: ignore[method-assign]
+        q_nets = self.critic.q_networks
+        self._split_q = all(isinstance(q[0], nn.Linear) and all(type(m) in MODE_FREE for m in q) for q in q_nets)
+
+    def _set_mode_flag(self, mode: bool) -> None:
+        self.policy.training = mode
 
     def _fast(self) -> bool:
         return (not self.use_sde and not self.batch_norm_stats and self._vec_normalize_env is None
@@ -81,6 +94,27 @@ class FastSAC(SAC):
         done_b = done_b * (1 - timeout_b)  # only dones that are not timeouts (SB3's float32 arithmetic)
         to = self.device
         return obs_b.to(to), act_b.to(to), next_b.to(to), done_b.to(to), reward_b.to(to)
+
+    def _q_of_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``critic(obs, actions)`` with the critic frozen, differentiable in ``actions`` only: the first layer's
+        product with the features, which no gradient needs, is computed apart from its product with the actions, so
+        the backward pass skips the features' columns (SB3: one product with ``cat([features, actions])``)."""
+        critic = self.critic
+        if not self._split_q or critic.share_features_extractor:
+            return critic(obs, actions)
+        with torch.no_grad():
+            features = critic.extract_features(obs, critic.features_extractor)
+        n = features.shape[1]
+        out = []
+        for q in critic.q_networks:
+            first = q[0]
+            with torch.no_grad():
+                h = torch.addmm(first.bias, features, first.weight[:, :n].t())
+            h = h + actions @ first.weight[:, n:].t()
+            for layer in q[1:]:
+                h = layer(h)
+            out.append(h)
+        return tuple(out)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if not self._fast():
@@ -127,7 +161,7 @@ class FastSAC(SAC):
             for p in self._critic_only:  # the actor loss's backward then skips the critic's parameter gradients
                 p.requires_grad_(False)
             try:
-                q_pi = torch.cat(critic(obs, actions_pi), dim=1)
+                q_pi = torch.cat(self._q_of_actions(obs, actions_pi), dim=1)
             finally:
                 for p in self._critic_only:
                     p.requires_grad_(True)
