@@ -107,9 +107,15 @@ class StackedProjection(BaseFeaturesExtractor):
         n = obs.shape[0]
         if not self.prenormalized:
             return self.proj(obs.view(n, self.frame_stack, -1)).view(n, -1)
+        return self.project(obs.view(n * self.frame_stack, -1)).view(n, -1)
+
+    def project(self, frames: torch.Tensor) -> torch.Tensor:
+        """The projection of single frames' features (m, D) -> (m, proj_dim)."""
+        if not self.prenormalized:
+            return self.proj(frames)
         # the input is already normalised per frame (FrozenFeatures(normalize=True)); LayerNorm's affine part is
         # folded into the linear layer: W (x w + b) + c = x (W diag(w))^T + (W b + c), the same function
         norm, linear = self.proj[0], self.proj[1]
         weight = linear.weight * norm.weight
         bias = torch.addmv(linear.bias, linear.weight, norm.bias)
-        return torch.tanh(F.linear(obs.view(n * self.frame_stack, -1), weight, bias)).view(n, -1)
+        return torch.tanh(F.linear(frames, weight, bias))

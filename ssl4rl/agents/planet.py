@@ -48,7 +48,7 @@ from ssl4rl.config import PlanetConfig
 from ssl4rl.errors import UserError
 from ssl4rl.fields import validate
 from ssl4rl.planning import PLANNERS
-from ssl4rl.resolve import encoder_names, resolve_encoder_path
+from ssl4rl.resolve import ENCODERS, encoder_names, resolve_encoder_path
 from ssl4rl.runs import claimed_run_dir, log
 from ssl4rl.utils import check_memory, checked_np_load, progress_bar, resolve_device, seed_everything, write_json
 from ssl4rl.viz import save_gif, save_learning_curve
@@ -72,7 +72,7 @@ def check_config(cfg: Any) -> tuple[str, str]:
     check_memory(8.0 * a.candidates * (a.horizon + 1) * state,
                  f"agent.candidates={a.candidates} x agent.horizon={a.horizon}: the planner's imagined rollouts",
                  "lower agent.candidates (PlaNet: 1000) or agent.horizon")
-    if cfg.encoder in ("vae", "random", "state", "cnn"):
+    if cfg.encoder in ENCODERS and cfg.encoder not in encoder_names("planet"):
         raise UserError(f"encoder={cfg.encoder}: planet takes encoder=scratch (a conv net trained with the model) or a "
                         "saved ssl4rl encoder folder (frozen, features cached; mvp picks the latest MAE encoder)")
     encoder = cfg.encoder if cfg.encoder == "scratch" else str(

@@ -23,7 +23,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from ssl4rl.agents import checkpoint
-from ssl4rl.agents.fast import FastSAC
+from ssl4rl.agents.fast import FastSAC, SplitVecEnv
 from ssl4rl.agents.features import FrozenFeatures, StackedProjection
 from ssl4rl.agents.pixel import AuxLoss, FrameEncoder, PixelSAC, PixelSettings
 from ssl4rl.agents.ppo import build_ppo
@@ -133,7 +133,9 @@ class Pipeline:
 
     def make_venv(self, n_envs: int, seed: int, vec_env: str = "dummy") -> VecEnv:
         env, kwargs = self.env, dict(self.env_kwargs)
-        venv = make_vec_env(lambda: make_env(env, **kwargs), n_envs=n_envs, seed=seed, vec_env_cls=VEC_ENVS[vec_env])
+        # subproc: the first env in this process, the others in workers (SplitVecEnv; the same envs, seeds and results)
+        cls = SplitVecEnv if vec_env == "subproc" else VEC_ENVS[vec_env]
+        venv = make_vec_env(lambda: make_env(env, **kwargs), n_envs=n_envs, seed=seed, vec_env_cls=cls)
         if self.mode != "frozen":
             return venv
         return FrozenFeatures(venv, self.encoder, self.frame_stack, normalize=self.prenorm)
@@ -310,7 +312,8 @@ def _model(cfg: TrainConfig, pipe: Pipeline, venv: VecEnv, out: Path, dev: torch
     if not pixel:  # frozen features, true state or CnnPolicy: SB3's SAC update, computed with fewer operations
         if pipe.prenorm:
             policy_kwargs["features_extractor_kwargs"] = {**policy_kwargs["features_extractor_kwargs"], "prenormalized": True}
-        model = FastSAC(policy, venv, **common)
+        stacked = pipe.frame_stack if pipe.mode == "frozen" else 0  # FrozenFeatures: stacks shift by one frame a step
+        model = FastSAC(policy, venv, stacked_frames=stacked, **common)
         _allocate(model.replay_buffer)
         return model
     settings = PixelSettings(
