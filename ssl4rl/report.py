@@ -263,6 +263,7 @@ def iqm_intervals(arms: list[Arm], reps: int = REPS, seed: int = 0) -> dict[str,
     for arm in arms:
         with warnings.catch_warnings():  # arch: "random_state is deprecated" (rliable passes one; it still seeds)
             warnings.filterwarnings("ignore", category=FutureWarning, module="arch")
+            np.random.seed(seed)  # arch also draws from numpy's global generator: seed it too, so intervals repeat
             point, interval = rly.get_interval_estimates(
                 {arm.name: arm.scores}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps,
                 random_state=np.random.RandomState(seed))
