@@ -58,8 +58,24 @@ def pretrained_encoder(out: Path, log: Path) -> Path:
     return enc
 
 
+KEPT = ROOT / "benchmarks" / "results" / "ssl_control"  # finished runs' results.json, committed: a new checkout keeps them
+
+
 def run_dir(out: Path, task: str, arm: str, seed: int) -> Path:
     return out / "runs" / task / SHORT[arm] / f"s{seed}"
+
+
+def kept(task: str, arm: str, seed: int) -> Path:
+    """Where a finished run's results.json is kept (in the repository, so the table survives a fresh checkout)."""
+    return KEPT / task / SHORT[arm] / f"s{seed}.json"
+
+
+def finished(out: Path, task: str, arm: str, seed: int) -> Path | None:
+    """The finished run's results.json (the kept copy first), or None."""
+    for path in (kept(task, arm, seed), run_dir(out, task, arm, seed) / "results.json"):
+        if path.exists():
+            return path
+    return None
 
 
 def command(out: Path, task: str, arm: str, seed: int, encoder: Path, steps: int) -> list[str]:
@@ -70,9 +86,8 @@ def command(out: Path, task: str, arm: str, seed: int, encoder: Path, steps: int
 
 def control(out: Path, tasks: list[str], arms: list[str], seeds: list[int], jobs: int, steps: int, encoder: Path) -> None:
     """Every (task, arm, seed) without results.json, ``jobs`` at a time, seeds first so each arm gets seed 0 early."""
-    pending = [(t, a, s) for s in seeds for t in tasks for a in arms
-               if not (run_dir(out, t, a, s) / "results.json").exists()]
-    running: list[tuple[subprocess.Popen, str]] = []
+    pending = [(t, a, s) for s in seeds for t in tasks for a in arms if finished(out, t, a, s) is None]
+    running: list[tuple[subprocess.Popen, tuple[str, str, int]]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     while pending or running:
         while pending and len(running) < jobs:
@@ -83,12 +98,19 @@ def control(out: Path, tasks: list[str], arms: list[str], seeds: list[int], jobs
             print(f"$ python {' '.join(args)}", flush=True)
             with (folder.parent / f"s{seed}.log").open("a") as f:
                 running.append((subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=f,
-                                                 stderr=subprocess.STDOUT), f"{task} {arm} s{seed}"))
+                                                 stderr=subprocess.STDOUT), (task, arm, seed)))
         time.sleep(5)
-        for proc, name in list(running):
+        for proc, job in list(running):
             if proc.poll() is not None:
-                running.remove((proc, name))
-                print(f"{'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}: {name}", flush=True)
+                running.remove((proc, job))
+                done = run_dir(out, *job) / "results.json"
+                if proc.returncode == 0 and done.exists():
+                    kept(*job).parent.mkdir(parents=True, exist_ok=True)
+                    tmp = kept(*job).with_suffix(".tmp")
+                    tmp.write_text(done.read_text())
+                    os.replace(tmp, kept(*job))
+                print(f"{'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}: {job[0]} {job[1]} "
+                      f"s{job[2]}", flush=True)
 
 
 def _eval_at(results: dict, mark: int) -> float | None:
@@ -145,8 +167,7 @@ def report(out: Path, tasks: list[str], arms: list[str], seeds: list[int]) -> st
                   "| arm | return @25k | @50k | @100k | env steps to first reach 500 | RL min / run | published @100k |",
                   "|---|---|---|---|---|---|---|"]
         for arm in arms:
-            found = [json.loads((run_dir(out, task, arm, s) / "results.json").read_text()) for s in seeds
-                     if (run_dir(out, task, arm, s) / "results.json").exists()]
+            found = [json.loads(path.read_text()) for s in seeds if (path := finished(out, task, arm, s)) is not None]
             marks = [_cell([v for r in found if (v := _eval_at(r, m)) is not None]) for m in MARKS]
             reach = [_first_reach(r) for r in found]
             reached = sorted(x for x in reach if x is not None)

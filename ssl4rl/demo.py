@@ -1,6 +1,6 @@
-"""The whole pipeline on a built-in default, sized for a 2-core CPU (``make demo``, about 11 minutes):
+"""The whole pipeline on a built-in default, sized for a 2-core CPU (``make demo``, about 12 minutes):
 
-    python -m ssl4rl.demo --out runs/demo-<time> [--method rotation --pretrain-steps 1000 --seeds 1]
+    python -m ssl4rl.demo --out runs/demo-<time> [--method rotation --pretrain-steps 1000 --seeds 2]
 
 1. collect random-policy frames of cartpole swingup, cartpole balance (whose episodes show the pole up,
    which random swingup episodes never do) and walker at 64 px: the frame set of
@@ -8,11 +8,18 @@
 2. pretrain ``--method`` (the method that did best on control in that benchmark) on them;
 3. save the random-init baseline: the same architecture and input normalisation, untrained
    (pretrain/random_init.py);
-4. SAC on cartpole swingup for 100k env steps on each frozen encoder, two runs side by side (one thread
-   each), then SAC on the true state (the oracle) beside the state probe of both encoders;
+4. SAC on cartpole swingup on each frozen encoder, ``--seeds`` agent seeds each (default 2), two runs side by
+   side (one thread each), then SAC on the true state (the oracle) beside the state probe of both encoders;
 5. one table (``ssl4rl.report``): probe R² next to return, and whether the SSL encoder beats random init
-   by more than the two standard deviations added (over agent seeds with ``--seeds 2`` or more, else
-   over the evaluation episodes of the one seed).
+   by more than the two standard deviations added. The ± is over agent seeds (the sample std of the seeds'
+   mean evaluation returns); with one seed per encoder (``--seeds 1``) there is no spread over seeds, and the
+   verdict says it cannot tell.
+
+Budget: two seeds per encoder are four SAC runs, two at a time on two cores. A 100k-env-step run on frozen
+features takes 5.4 minutes beside another (ssl4rl.agents.fast; SB3's SAC took 7.6), so four of them are 10.8
+minutes, more than the whole 12 with pretraining (2.6 minutes) on top. The SAC runs therefore take 80k env steps
+by default (``--env-steps``; 4.3 minutes each, two at a time), the largest budget that keeps the demo near 12
+minutes; ``--env-steps 100000`` takes about 14.5 minutes, and each further seed about 4.3 minutes more.
 Every stage is an entry point run as its own process; their logs are in each stage's folder.
 """
 
@@ -43,8 +50,13 @@ _RUNNING: list[subprocess.Popen] = []
 
 
 def _start(args: list[str], threads: int | None = None) -> subprocess.Popen:
-    """Start one entry point (``threads``: its torch threads, for stages that run side by side)."""
-    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    """Start one entry point (``threads``: its torch threads, for stages that run side by side; Mesa's software
+    renderer then renders in the calling thread too, unless LP_NUM_THREADS is set: the same pixels, no thread
+    hand-off)."""
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+        env.setdefault("LP_NUM_THREADS", "0")
     print("$ python " + " ".join(args), flush=True)
     proc = subprocess.Popen([sys.executable, *args, "progress=false"], cwd=ROOT, env=env)
     _RUNNING.append(proc)
@@ -102,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                    "of balance, a third as many of walker)")
     p.add_argument("--pretrain-steps", type=int, default=1000)
     p.add_argument("--pretrain-batch", type=int, default=16)
-    p.add_argument("--env-steps", type=int, default=100_000)
-    p.add_argument("--seeds", type=int, default=1, help="SAC seeds per encoder (with several, the ± is over them; "
-                   "each adds about 7 minutes)")
+    p.add_argument("--env-steps", type=int, default=80_000, help="env steps of each SAC run on frozen features "
+                   "(default 80k: four runs fit the demo's 12 minutes; 100k takes about 14.5)")
+    p.add_argument("--seeds", type=int, default=2, help="SAC seeds per encoder (the ± and the verdict are over them; "
+                   "with 1 the verdict cannot tell; each further seed adds about 4.3 minutes)")
     a = p.parse_args(argv)
     out = Path(a.out)
     try:
@@ -123,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     _wait(_start(["pretrain/random_init.py", f"like={ssl}", f"out={rand.parent}"]))
     # no mid-run checkpoints: the runs are minutes long, and the demo's time is what counts
     sac = ["agents/train.py", "env=dmc_cartpole", "eval_every=0", "video=false", f"ckpt_every={a.env_steps}"]
-    _pool([[*sac, f"steps={a.env_steps}", f"encoder={enc}", f"seed={seed}", f"out={out / f'sac_{name}_s{seed}'}"]
-           for seed in range(a.seeds) for name, enc in ((a.method, ssl), ("random", rand))])
-    _pool([[*sac, "encoder=state", f"steps={min(30_000, a.env_steps)}", f"out={out / 'sac_state'}"],
+    # one pool, two at a time: the SAC runs seed by seed (each seed's pair ends together), then the state oracle
+    # beside the probe, which take about as long as each other
+    _pool([*([*sac, f"steps={a.env_steps}", f"encoder={enc}", f"seed={seed}", f"out={out / f'sac_{name}_s{seed}'}"]
+             for seed in range(a.seeds) for name, enc in ((a.method, ssl), ("random", rand))),
+           [*sac, "encoder=state", f"steps={min(30_000, a.env_steps)}", f"out={out / 'sac_state'}"],
            ["pretrain/eval.py", f"encoders=[{ssl},{rand}]", f"data.path={data['swingup']}", "knn_k=[20]",
             "label_fractions=[]", f"out={out / 'probe'}"]])
     table = summary_table(out)

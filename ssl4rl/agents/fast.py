@@ -1,4 +1,10 @@
-"""SB3's SAC update with fewer operations, for SAC on frozen features, on true state and with CnnPolicy (``FastSAC``).
+"""Faster SAC on frozen features, on true state and with CnnPolicy (``FastSAC``), and faster env workers
+(``SplitVecEnv``, what ``vec_env=subproc`` builds).
+
+``FastSAC``: SB3's SAC update with fewer operations. (With it, ``FrozenFeatures(normalize=True)`` normalises each
+frame's features once, when they are cached, and ``StackedProjection(prenormalized=True)`` folds the LayerNorm's
+affine part into its linear layer: the same function as the LayerNorm on raw features, without a pass over every
+sampled frame in every forward and backward pass; ``ssl4rl.agents.features``.)
 
 The update is SB3's (``stable_baselines3.sac.SAC.train``): the same losses, in the same order, on the same replay
 samples drawn by the same RNG calls, with the same hyper-parameters and the same number of updates. What differs is
@@ -17,7 +23,7 @@ last bits:
 - stacked frozen features (``stacked_frames`` > 1, set for ``FrozenFeatures`` stacks): a next observation is its
   observation shifted by one frame plus one new frame, so only the new frame is gathered, and the actor projects only
   that frame of the next observation (the other frames' projections are the observation's, same parameters). Every
-  transition is checked for this as it enters the buffer; one that does not hold switches the shortcut off;
+  transition is checked for this before it can be sampled; one that does not hold switches the shortcut off;
 - switching the policy between training and evaluation mode (twice per agent step, a walk over every module) is
   skipped when no layer behaves differently in the two modes.
 

@@ -6,7 +6,12 @@ frames, and hands the agent their concatenation. The replay buffer therefore
 stores small feature vectors, not images, and no update ever re-runs the
 encoder (the MVP recipe).
 
-``StackedProjection`` is the small trainable head the policy puts on top.
+``StackedProjection`` is the small trainable head the policy puts on top: per frame, a LayerNorm, a
+linear projection and tanh. SAC runs it ``prenormalized``: ``FrozenFeatures(normalize=True)`` caches each
+frame's features normalised (zero mean, unit variance: the LayerNorm without its affine part, computed once
+per frame), and the projection folds the LayerNorm's affine part into its linear layer. That is the same
+function of the raw features, with the same parameters; it skips a LayerNorm pass over every sampled frame in
+each forward and backward pass of an update, and the gradient of the normalised input, which nothing needs.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ LN_EPS = 1e-5  # nn.LayerNorm's default, StackedProjection's
 
 
 class FrozenFeatures(VecEnvWrapper):
-    """Replace pixel observations (n, 3, H, W) by stacked frozen features (n, frame_stack * D)."""
+    """Replace pixel observations (n, 3, H, W) by stacked frozen features (n, frame_stack * D); with ``normalize``
+    each frame's features are normalised as a LayerNorm without affine part does (for
+    ``StackedProjection(prenormalized=True)``)."""
 
     def __init__(self, venv: VecEnv, encoder: Encoder, frame_stack: int = 3, normalize: bool = False) -> None:
         shape = venv.observation_space.shape
@@ -98,6 +105,7 @@ class StackedProjection(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.spaces.Box, frame_stack: int = 3, proj_dim: int = 64,
                  prenormalized: bool = False) -> None:
+        """``prenormalized``: the observations come from ``FrozenFeatures(normalize=True)``."""
         super().__init__(observation_space, frame_stack * proj_dim)
         self.frame_stack, self.prenormalized = frame_stack, prenormalized
         dim = observation_space.shape[0] // frame_stack
