@@ -83,13 +83,9 @@ class PretrainConfig:
 
     def check(self) -> None:
         """The backbone's options against its architecture's declared ranges."""
-        from ssl4rl.encoders import check_backbone
+        from ssl4rl.encoders import check_backbone_config
 
-        backbone = dict(self.backbone)
-        arch = backbone.pop("arch", None)
-        if not isinstance(arch, str):
-            raise UserError(f"backbone.arch={arch}: must name an architecture, e.g. backbone=vit_tiny")
-        check_backbone(arch, backbone, "backbone.")
+        check_backbone_config(self.backbone, "backbone.")
 
 
 AUGMENTS = ("none", "shift", "crop")  # pixel SAC: none | DrQ's random shift | CURL's random crop (centre crop to act)
@@ -141,13 +137,9 @@ class AgentConfig:
 
     def check(self) -> None:
         """The backbone's options against its architecture; K and M only mean something with an augmentation."""
-        from ssl4rl.encoders import check_backbone
+        from ssl4rl.encoders import check_backbone_config
 
-        backbone = dict(self.backbone)
-        arch = backbone.pop("arch", None)
-        if not isinstance(arch, str):
-            raise UserError(f"agent.backbone.arch={arch}: must name an architecture, e.g. conv")
-        check_backbone(arch, backbone, "agent.backbone.")
+        check_backbone_config(self.backbone, "agent.backbone.")
         if self.augment == "none" and (self.target_k > 1 or self.critic_m > 1):
             raise UserError(f"agent.target_k={self.target_k}, agent.critic_m={self.critic_m}: averaging over augmentations "
                             "needs agent.augment=shift or crop")

@@ -57,30 +57,32 @@ def check_config(cfg: TrainConfig) -> None:
     names = encoder_names(agent.name)
     if cfg.encoder not in names and not Path(cfg.encoder).exists():
         resolve_encoder_path(cfg.encoder, cfg.runs_root, allowed=names)  # the one line naming the valid names
+    use = "use encoder=scratch or a saved encoder folder"
+    refusals = [  # (refused when, the one line)
+        (mode is None and cfg.encoder_mode is not None,
+         f"encoder_mode={cfg.encoder_mode} with encoder={cfg.encoder}: there is no ssl4rl encoder to freeze or train; {use}"),
+        (mode is None and cfg.aux is not None,
+         f"aux={cfg.aux} with encoder={cfg.encoder}: the auxiliary loss trains a pixel encoder; {use}"),
+        (mode is None and agent.name in PIXEL_AGENTS,
+         f"agent={agent.name} with encoder={cfg.encoder}: {agent.name} trains a pixel encoder; {use} (agent=sac for "
+         "state or cnn)"),
+        (mode == "frozen" and cfg.aux is not None,
+         f"aux={cfg.aux} with encoder_mode=frozen: nothing would train the encoder; use encoder_mode=finetune or "
+         "decoupled"),
+        (mode == "frozen" and agent.name in PIXEL_AGENTS,
+         f"agent={agent.name} with encoder_mode=frozen: frozen features are cached once per env step, so augmentation "
+         "cannot apply; use agent=sac encoder_mode=frozen"),
+        (mode == "decoupled" and cfg.aux is None and getattr(agent, "curl_weight", 0) == 0,
+         "encoder_mode=decoupled: only the auxiliary loss trains the encoder, and there is none; add aux=<method> "
+         "(e.g. aux=simclr aux_positive=temporal, as ATC)"),
+        (mode is not None and agent.name == "ppo" and (cfg.aux is not None or mode == "decoupled"),
+         "agent=ppo takes encoder_mode=frozen or finetune without aux; aux losses need replay (agent=sac, drq or curl)"),
+    ]
+    for refused, line in refusals:
+        if refused:
+            raise UserError(line)
     if mode is None:
-        if cfg.encoder_mode is not None:
-            raise UserError(f"encoder_mode={cfg.encoder_mode} with encoder={cfg.encoder}: there is no ssl4rl encoder to "
-                            "freeze or train; use encoder=scratch or a saved encoder folder")
-        if cfg.aux is not None:
-            raise UserError(f"aux={cfg.aux} with encoder={cfg.encoder}: the auxiliary loss trains a pixel encoder; use "
-                            "encoder=scratch or a saved encoder folder")
-        if agent.name in PIXEL_AGENTS:
-            raise UserError(f"agent={agent.name} with encoder={cfg.encoder}: {agent.name} trains a pixel encoder; use "
-                            "encoder=scratch or a saved encoder folder (agent=sac for state or cnn)")
         return
-    if mode == "frozen":
-        if cfg.aux is not None:
-            raise UserError(f"aux={cfg.aux} with encoder_mode=frozen: nothing would train the encoder; use "
-                            "encoder_mode=finetune or decoupled")
-        if agent.name in PIXEL_AGENTS:
-            raise UserError(f"agent={agent.name} with encoder_mode=frozen: frozen features are cached once per env "
-                            "step, so augmentation cannot apply; use agent=sac encoder_mode=frozen")
-    if mode == "decoupled" and cfg.aux is None and getattr(agent, "curl_weight", 0) == 0:
-        raise UserError("encoder_mode=decoupled: only the auxiliary loss trains the encoder, and there is none; add "
-                        "aux=<method> (e.g. aux=simclr aux_positive=temporal, as ATC)")
-    if agent.name == "ppo" and (cfg.aux is not None or mode == "decoupled"):
-        raise UserError("agent=ppo takes encoder_mode=frozen or finetune without aux; aux losses need replay "
-                        "(agent=sac, drq or curl)")
     if mode != "frozen" and cfg.encoder not in names:
         image_size = int(encoder_meta(resolve_encoder_path(cfg.encoder, cfg.runs_root, allowed=names))["image_size"])
         if cfg.image_size is not None and cfg.image_size != image_size:

@@ -154,6 +154,15 @@ def check_backbone(arch: str, kwargs: dict[str, Any], where: str = "backbone.") 
         raise UserError(f"{where}{e}") from None
 
 
+def check_backbone_config(backbone: Any, where: str = "backbone.") -> None:
+    """``check_backbone`` on a whole backbone config (its ``arch`` key and the architecture's options)."""
+    options = dict(backbone)
+    arch = options.pop("arch", None)
+    if not isinstance(arch, str):
+        raise UserError(f"{where}arch={arch}: must name an architecture, e.g. conv or vit_tiny")
+    check_backbone(arch, options, where)
+
+
 def build_encoder(arch: str, **kwargs: Any) -> Encoder:
     """Instantiate a registered architecture, e.g. ``build_encoder('vit', image_size=64)``, its kwargs
     checked first (``check_backbone``)."""
