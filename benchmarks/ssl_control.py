@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,14 +52,20 @@ PRETRAIN = ["method=moco", "backbone=conv_cpu", "steps=3000", "method.batch_size
 
 
 def pretrained_encoder(out: Path, log: Path) -> Path:
-    """MoCo on the representation-vs-control frame set, the agents' CPU-sized conv (64 px), seed 0."""
+    """MoCo on the representation-vs-control frame set, the agents' CPU-sized conv (64 px), seed 0; kept in the
+    repository beside the results, so runs of later sittings (from a fresh checkout) use the same encoder."""
+    if (KEPT_ENCODER / "encoder.json").exists():
+        return KEPT_ENCODER
     enc = out / "pretrain" / "moco_conv_cpu" / "encoder"
     if not (enc / "encoder.json").exists():
         run(["pretrain/run.py", *PRETRAIN, *data_config(out), "seed=0", f"out={enc.parent}"], log)
-    return enc
+    KEPT_ENCODER.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(enc, KEPT_ENCODER)  # every later sitting's runs use this very encoder (0.2 MB)
+    return KEPT_ENCODER
 
 
 KEPT = ROOT / "benchmarks" / "results" / "ssl_control"  # finished runs' results.json, committed: a new checkout keeps them
+KEPT_ENCODER = KEPT / "moco_conv_cpu_encoder"
 
 
 def run_dir(out: Path, task: str, arm: str, seed: int) -> Path:
@@ -68,6 +75,16 @@ def run_dir(out: Path, task: str, arm: str, seed: int) -> Path:
 def kept(task: str, arm: str, seed: int) -> Path:
     """Where a finished run's results.json is kept (in the repository, so the table survives a fresh checkout)."""
     return KEPT / task / SHORT[arm] / f"s{seed}.json"
+
+
+def keep(out: Path, task: str, arm: str, seed: int) -> None:
+    """Copy a finished run's results.json to where it is kept (atomically), unless it is kept already."""
+    done, dest = run_dir(out, task, arm, seed) / "results.json", kept(task, arm, seed)
+    if done.exists() and not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_text(done.read_text())
+        os.replace(tmp, dest)
 
 
 def finished(out: Path, task: str, arm: str, seed: int) -> Path | None:
@@ -103,12 +120,7 @@ def control(out: Path, tasks: list[str], arms: list[str], seeds: list[int], jobs
         for proc, job in list(running):
             if proc.poll() is not None:
                 running.remove((proc, job))
-                done = run_dir(out, *job) / "results.json"
-                if proc.returncode == 0 and done.exists():
-                    kept(*job).parent.mkdir(parents=True, exist_ok=True)
-                    tmp = kept(*job).with_suffix(".tmp")
-                    tmp.write_text(done.read_text())
-                    os.replace(tmp, kept(*job))
+                keep(out, *job)
                 print(f"{'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}: {job[0]} {job[1]} "
                       f"s{job[2]}", flush=True)
 
@@ -167,6 +179,8 @@ def report(out: Path, tasks: list[str], arms: list[str], seeds: list[int]) -> st
                   "| arm | return @25k | @50k | @100k | env steps to first reach 500 | RL min / run | published @100k |",
                   "|---|---|---|---|---|---|---|"]
         for arm in arms:
+            for s in seeds:
+                keep(out, task, arm, s)
             found = [json.loads(path.read_text()) for s in seeds if (path := finished(out, task, arm, s)) is not None]
             marks = [_cell([v for r in found if (v := _eval_at(r, m)) is not None]) for m in MARKS]
             reach = [_first_reach(r) for r in found]
@@ -203,7 +217,7 @@ def main() -> None:
     log = a.out / "benchmark.log"
     if "data" in a.stages:
         collect(a.out, log)
-    encoder = a.out / "pretrain" / "moco_conv_cpu" / "encoder"
+    encoder = KEPT_ENCODER if (KEPT_ENCODER / "encoder.json").exists() else a.out / "pretrain" / "moco_conv_cpu" / "encoder"
     if "pretrain" in a.stages:
         encoder = pretrained_encoder(a.out, log)
     if "control" in a.stages:
