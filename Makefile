@@ -28,7 +28,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check ssl4rl tests envs agents pretrain benchmarks
-	@rc=0; $(PY) -m pytest -q tests || rc=$$?; \
+	@rc=0; $(PY) -m pytest -q --durations=20 tests || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
