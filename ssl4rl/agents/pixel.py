@@ -9,7 +9,9 @@ One seam, inside Stable-Baselines3's SAC:
   key encoder.
 - ``PixelSAC`` is SB3's ``SAC`` with ``train`` replaced (rollouts, replay, entropy tuning and logging stay SB3's):
   the critic loss, CURL's loss and the auxiliary loss train the encoder; the actor reads the encoder's output
-  detached (as in CURL and DrQ). ``decoupled`` detaches the critic too, so only the auxiliary loss trains the encoder.
+  detached (as in CURL and DrQ, except that there the actor has its own linear + LayerNorm + tanh head on the
+  detached conv map and only the convs are tied; here it reads the encoder's features, detached).
+  ``decoupled`` detaches the critic too, so only the auxiliary loss trains the encoder.
 - DrQ: a random shift of obs and next obs; the Q target is averaged over K augmentations of the next observation,
   the critic loss over M of the observation (K = M = 1 is RAD).
 
@@ -118,7 +120,8 @@ class AuxLoss(nn.Module):
 
 
 class PixelSAC(SAC):
-    """SB3 SAC with a learning pixel encoder; ``train`` routes gradients as CURL and DrQ do (see the module doc)."""
+    """SB3 SAC with a learning pixel encoder; ``train`` routes gradients as CURL and DrQ do (one difference: the
+    module doc)."""
 
     def __init__(self, *args: Any, pixel: PixelSettings, aux: AuxLoss | None = None, **kwargs: Any) -> None:
         self.pixel, self._aux = pixel, aux
